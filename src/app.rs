@@ -1,0 +1,122 @@
+//! Wiring: builds the live state and serves the data and admin planes with
+//! graceful shutdown. No business logic lives here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::provider::EnvLookup;
+use crate::state::{Live, LoadError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `start` needs besides the table.
+pub struct Options {
+    pub path: Option<PathBuf>,
+    pub env: EnvLookup,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token: String,
+}
+
+/// A running gateway: its addresses, its state, and a handle to stop it.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub live: Arc<Live>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Stops accepting, lets requests in flight finish, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
+    let live = Arc::new(Live::new(config, opts.path, opts.env)?);
+    let data = bind(opts.listen).await?;
+    let admin = bind(opts.admin_listen).await?;
+    let (stop, stopped) = watch::channel(false);
+    let addr = data.local_addr().map_err(|source| StartError::Bind { addr: opts.listen, source })?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: opts.admin_listen, source })?;
+    let tasks = vec![
+        tokio::spawn(serve(data, crate::http::router(live.clone()), wait(stopped.clone()))),
+        tokio::spawn(serve(admin, crate::admin::router(live.clone(), &opts.admin_token), wait(stopped))),
+    ];
+    tracing::info!(%addr, %admin_addr, "gateway listening");
+    Ok(Gateway { addr, admin_addr, live, stop, tasks })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn wait(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Serves `router` on `listener` with hyper directly, so the header-read
+/// timeout has a timer behind it, until `shutdown` resolves; then drains.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}

@@ -1,0 +1,267 @@
+//! Command-line interface (contract §1). `anyhow` lives here, at the edge.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use switchyard::app::{self, Options};
+use switchyard::config::{self, Config};
+use switchyard::provider;
+use switchyard::sim::Simulator;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "A multi-model routing gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway on a routes file.
+    Serve {
+        /// Routes file; else $SWITCHYARD_CONFIG, else ./routes.toml.
+        #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
+    },
+    /// Run the gateway and simulated vendors in one process, on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_listen: SocketAddr,
+    },
+    /// Run the vendor simulator alone.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        listen: SocketAddr,
+    },
+    /// Validate a routes file.
+    Check {
+        #[arg(default_value = "routes.toml")]
+        path: PathBuf,
+        /// Show which routes and targets differ from this other file.
+        #[arg(long)]
+        diff: Option<PathBuf>,
+    },
+    /// Show the live table from a running gateway.
+    #[command(alias = "routes")]
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Ask a running gateway to re-read its routes file.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API of the running gateway.
+    #[arg(long, default_value = "http://127.0.0.1:9901")]
+    admin: String,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Demo { listen, admin_listen } => demo(listen, admin_listen).await,
+        Command::Sim { listen } => {
+            let addr = Simulator::new().spawn(listen).await.context("starting the simulator")?;
+            println!("simulator listening on http://{addr}");
+            println!("  anthropic: http://{addr}/anthropic   openai: http://{addr}/openai/v1");
+            println!("  gemini:    http://{addr}/gemini/v1beta   open-weight: http://{addr}/local/v1");
+            shutdown_signal().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { path, diff } => check(&path, diff.as_deref()),
+        Command::Status { admin } => admin_call(&admin, reqwest::Method::GET, "/admin/routes").await,
+        Command::Reload { admin } => admin_call(&admin, reqwest::Method::POST, "/admin/reload").await,
+    }
+}
+
+async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").unwrap_or_default();
+    if token.is_empty() {
+        bail!("SWITCHYARD_ADMIN_TOKEN must be set to serve (the admin plane needs a token)");
+    }
+    let opts = Options {
+        path: Some(path.to_path_buf()),
+        env: provider::process_env(),
+        listen: config.gateway.listen,
+        admin_listen: config.gateway.admin_listen,
+        admin_token: token,
+    };
+    let gateway = app::start(config, opts).await?;
+    let live = gateway.live.clone();
+    tokio::spawn(reload_on_sighup(live));
+    shutdown_signal().await;
+    tracing::info!("shutting down; draining requests in flight");
+    gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let sim = Simulator::new();
+    let sim_addr = sim.spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.context("starting the simulator")?;
+    let config = switchyard::demo::config(sim_addr).context("the embedded demo table")?;
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let opts = Options {
+        path: None,
+        env: switchyard::demo::env(),
+        listen,
+        admin_listen,
+        admin_token: token.clone(),
+    };
+    let gateway = app::start(config, opts).await?;
+    let base = format!("http://{}", gateway.addr);
+    println!("Switchyard demo: gateway and simulated vendors on loopback.");
+    println!();
+    println!("  OpenAI base URL:    {base}/v1");
+    println!("  Anthropic base URL: {base}");
+    println!("  Gemini base URL:    {base}");
+    println!("  routes:             claude, gpt, gemini, local, frontier (claude -> gpt -> gemini -> local)");
+    println!("  admin:              http://{}  (token: {token})", gateway.admin_addr);
+    println!("  simulator:          http://{sim_addr}");
+    println!();
+    println!("  curl {base}/v1/chat/completions -H 'Authorization: Bearer demo' -H 'Content-Type: application/json' \\");
+    println!("    -d '{{\"model\":\"frontier\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'");
+    println!();
+    println!("  from openai import OpenAI");
+    println!("  client = OpenAI(base_url=\"{base}/v1\", api_key=\"demo\")");
+    println!("  print(client.chat.completions.create(model=\"frontier\", messages=[{{\"role\": \"user\", \"content\": \"hello\"}}]).choices[0].message.content)");
+    println!();
+    println!("Ctrl-C stops it.");
+    shutdown_signal().await;
+    gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(path: &Path, diff: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(other) = diff else {
+        println!(
+            "{}: ok ({} providers, {} targets, {} routes)",
+            path.display(),
+            config.providers.len(),
+            config.targets.len(),
+            config.routes.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let other_config = match config::load_file(other) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for line in diff_configs(&config, &other_config) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lines `+ route x`, `- target y`, `~ route z` from `a` to `b`.
+fn diff_configs(a: &Config, b: &Config) -> Vec<String> {
+    fn section<T: PartialEq>(
+        kind: &str,
+        a: &std::collections::BTreeMap<String, T>,
+        b: &std::collections::BTreeMap<String, T>,
+        out: &mut Vec<String>,
+    ) {
+        for (name, v) in a {
+            match b.get(name) {
+                None => out.push(format!("- {kind} {name}")),
+                Some(w) if w != v => out.push(format!("~ {kind} {name}")),
+                Some(_) => {}
+            }
+        }
+        for name in b.keys().filter(|n| !a.contains_key(*n)) {
+            out.push(format!("+ {kind} {name}"));
+        }
+    }
+    let mut out = Vec::new();
+    section("provider", &a.providers, &b.providers, &mut out);
+    section("target", &a.targets, &b.targets, &mut out);
+    section("route", &a.routes, &b.routes, &mut out);
+    if out.is_empty() {
+        out.push("no route, target or provider changes".into());
+    }
+    out
+}
+
+async fn admin_call(args: &AdminArgs, method: reqwest::Method, path: &str) -> anyhow::Result<ExitCode> {
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").unwrap_or_default();
+    let url = format!("{}{path}", args.admin.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway's admin API at {}", args.admin))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        bail!("the admin API refused the token: set SWITCHYARD_ADMIN_TOKEN to the gateway's admin token");
+    }
+    let pretty = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(body);
+    println!("{pretty}");
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn reload_on_sighup(live: std::sync::Arc<switchyard::state::Live>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match live.reload() {
+                Ok(v) => tracing::info!(version = v, "routes reloaded on SIGHUP"),
+                Err(e) => tracing::warn!(error = %e, "reload rejected; the old table keeps serving"),
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

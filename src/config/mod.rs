@@ -1,0 +1,290 @@
+//! `routes.toml`: the serde mirror of the file, its validation, and loading.
+//!
+//! Loading is compiled like a program: parse (every syntax error), type-check
+//! (unknown keys, wrong types), layer `SWITCHYARD_*` env overrides with the
+//! `config` crate, then validate references and values, collecting every
+//! error with its `file:line:col` and key path. Only a file with no error
+//! becomes a [`Config`]; the caller swaps it in or keeps the old one.
+
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::validate;
+
+/// The whole file. Tables keyed by name (not arrays) so that env overrides
+/// such as `SWITCHYARD_ROUTES__FRONTIER__MAX_ATTEMPTS=2` can reach them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub auth: AuthConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub targets: BTreeMap<String, TargetConfig>,
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Data-plane listen address.
+    pub listen: SocketAddr,
+    /// Admin-plane listen address; loopback by default.
+    pub admin_listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            admin_listen: ([127, 0, 0, 1], 9901).into(),
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// How app keys are checked until scoped keys exist.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// Env var holding a comma-separated list of accepted app keys
+    /// (`mode = "keys"`).
+    pub keys_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Only keys listed in `keys_env` are accepted.
+    #[default]
+    Keys,
+    /// Any non-empty key is accepted: for demos and trusted networks only.
+    AnyKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Anthropic,
+    #[serde(rename = "openai")]
+    OpenAi,
+    Gemini,
+    /// vLLM, Ollama, llama.cpp, TGI: the OpenAI format with quirks.
+    #[serde(rename = "openai_compatible")]
+    OpenAiCompatible,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Base URL, as the vendor's SDK takes it (OpenAI and Gemini include the
+    /// version segment: `.../v1`, `.../v1beta`; Anthropic does not).
+    pub base_url: String,
+    /// Env var that holds the vendor key; required except for
+    /// `openai_compatible`.
+    pub api_key_env: Option<String>,
+    /// File that holds the vendor key (alternative to `api_key_env`).
+    pub api_key_file: Option<PathBuf>,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Total deadline of one attempt, headers and body; long, because a
+    /// long completion can take minutes before its headers.
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default = "defaults::max_idle")]
+    pub max_idle_connections: usize,
+    /// `openai_compatible` only: send `max_completion_tokens` instead of
+    /// `max_tokens`.
+    #[serde(default)]
+    pub max_completion_tokens: bool,
+    /// `openai_compatible` only: ask for usage in streams.
+    #[serde(default = "defaults::yes")]
+    pub stream_usage: bool,
+    /// `openai_compatible` only: the server understands `tool_choice: required`.
+    #[serde(default = "defaults::yes")]
+    pub tool_choice_required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub provider: String,
+    /// The upstream model name.
+    pub model: String,
+    #[serde(default = "defaults::yes")]
+    pub tools: bool,
+    #[serde(default = "defaults::yes")]
+    pub images: bool,
+    /// Context window in tokens.
+    #[serde(default = "defaults::context_window")]
+    pub context_window: u64,
+    /// Accepts an assistant prefill (continuation of a partial answer).
+    #[serde(default)]
+    pub prefill: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Targets in priority order.
+    pub targets: Vec<String>,
+    /// At most this many attempts per request (default: one per target).
+    pub max_attempts: Option<u32>,
+    /// Time from sending a stream request to its first content event.
+    #[serde(default = "defaults::first_token_timeout", with = "humantime_serde")]
+    pub first_token_timeout: Duration,
+    /// Longest silence allowed between two chunks of a stream once it began.
+    #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// What to do with a target that cannot honour the request.
+    #[serde(default)]
+    pub on_unsupported: OnUnsupported,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnsupported {
+    /// Skip that target and try the next.
+    #[default]
+    Skip,
+    /// Fail the request with a clear error.
+    Fail,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn first_token_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_idle() -> usize {
+        64
+    }
+    pub fn context_window() -> u64 {
+        128_000
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
+
+/// One problem in a routes file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    /// Dotted key path, e.g. `routes.frontier.targets[2]`; empty for syntax.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a file; a file with any is never applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// Reads and validates a routes file, applying `SWITCHYARD_*` overrides.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    load_str(&path.display().to_string(), &text, env_overrides())
+}
+
+/// The `SWITCHYARD_*` variables that override keys of the file. Only names
+/// with a `__` nesting separator count: `SWITCHYARD_CONFIG` and
+/// `SWITCHYARD_ADMIN_TOKEN` are settings of the process, not of the table.
+pub fn env_overrides() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("SWITCHYARD_") && k.contains("__"))
+        .collect()
+}
+
+/// Parses, layers overrides, and validates `text` (named `file` in errors).
+pub fn load_str(file: &str, text: &str, env: Vec<(String, String)>) -> Result<Config, ConfigError> {
+    let located = locate::Located::parse(file, text)?;
+    // Type-check the file alone first: toml's errors carry a position.
+    if let Err(e) = toml::from_str::<Config>(text) {
+        return Err(ConfigError::Invalid(vec![located.problem_from_toml(&e)]));
+    }
+    let layered = layer_env(text, env).map_err(|message| {
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_string(),
+            line: 0,
+            col: 0,
+            key: "env".into(),
+            message,
+        }])
+    })?;
+    let problems = validate(&layered);
+    if problems.is_empty() {
+        Ok(layered)
+    } else {
+        Err(ConfigError::Invalid(
+            problems.into_iter().map(|(key, msg)| located.problem(&key, msg)).collect(),
+        ))
+    }
+}
+
+fn layer_env(text: &str, env: Vec<(String, String)>) -> Result<Config, String> {
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml));
+    if !env.is_empty() {
+        let map = env.into_iter().collect::<std::collections::HashMap<_, _>>();
+        builder = builder.add_source(
+            config::Environment::with_prefix("SWITCHYARD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(map)),
+        );
+    }
+    builder
+        .build()
+        .and_then(config::Config::try_deserialize::<Config>)
+        .map_err(|e| format!("SWITCHYARD_* override: {e}"))
+}

@@ -1,0 +1,757 @@
+//! OpenAI Chat Completions, as apps send it and as OpenAI and the
+//! OpenAI-compatible open-weight servers (vLLM, Ollama, llama.cpp, TGI) serve it.
+
+use serde_json::{json, Map, Value};
+
+use super::util::{self, new_id, opt_bool, opt_f64, opt_str, opt_u32, stop_list};
+use super::{ApiError, DialectError, ErrorKind, StreamDecoder, StreamEncoder, StreamFault, VendorError};
+use crate::model::{
+    ChatRequest, ChatResponse, Dialect, FinishReason, Image, Message, Part, Role, StreamEvent,
+    ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
+};
+
+/// Request fields this module models; everything else is passthrough.
+const KNOWN: &[&str] = &[
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+];
+
+/// Differences of an egress server from OpenAI proper. Open-weight servers
+/// speak the same format with small gaps, so they are flags, not a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flavor {
+    /// Send `max_completion_tokens` (OpenAI's current name) instead of
+    /// `max_tokens` (what vLLM, Ollama and llama.cpp read).
+    pub max_completion_tokens: bool,
+    /// Ask for usage in streams with `stream_options.include_usage`.
+    pub stream_usage: bool,
+    /// Whether `tool_choice: "required"` is understood; else sent as "auto".
+    pub tool_choice_required: bool,
+}
+
+impl Flavor {
+    pub const OPENAI: Flavor = Flavor {
+        max_completion_tokens: true,
+        stream_usage: true,
+        tool_choice_required: true,
+    };
+}
+
+// ---------------------------------------------------------------- ingress
+
+pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DialectError> {
+    let obj = util::parse_object(body)?;
+    let model = opt_str(&obj, "model")?
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| DialectError::invalid("`model` is required: name a route", "model"))?
+        .to_string();
+    let raw_messages = match obj.get("messages") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => {
+            return Err(DialectError::invalid("`messages` must not be empty", "messages"))
+        }
+        _ => return Err(DialectError::invalid("`messages` must be an array", "messages")),
+    };
+    let mut system: Vec<String> = Vec::new();
+    let mut messages = Vec::with_capacity(raw_messages.len());
+    for (i, raw) in raw_messages.iter().enumerate() {
+        let path = format!("messages[{i}]");
+        let m = raw
+            .as_object()
+            .ok_or_else(|| DialectError::invalid(format!("`{path}` must be an object"), &path))?;
+        let role = opt_str(m, "role")?.unwrap_or_default();
+        match role {
+            "system" | "developer" => system.push(text_of(m.get("content"), &path)?),
+            "user" => messages.push(Message {
+                role: Role::User,
+                content: user_parts(m.get("content"), &path)?,
+            }),
+            "assistant" => messages.push(assistant_message(m, &path)?),
+            "tool" => {
+                let call_id = opt_str(m, "tool_call_id")?
+                    .ok_or_else(|| {
+                        DialectError::invalid("a tool message needs `tool_call_id`", format!("{path}.tool_call_id"))
+                    })?
+                    .to_string();
+                messages.push(Message {
+                    role: Role::Tool,
+                    content: vec![Part::ToolResult(ToolResult {
+                        call_id,
+                        name: opt_str(m, "name")?.map(str::to_owned),
+                        content: text_of(m.get("content"), &path)?,
+                        is_error: false,
+                    })],
+                });
+            }
+            other => {
+                return Err(DialectError::invalid(
+                    format!("`{path}.role` must be system, developer, user, assistant or tool, not `{other}`"),
+                    format!("{path}.role"),
+                ))
+            }
+        }
+    }
+    let max_tokens = match opt_u32(&obj, "max_completion_tokens")? {
+        Some(v) => Some(v),
+        None => opt_u32(&obj, "max_tokens")?,
+    };
+    Ok(ChatRequest {
+        model,
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        messages,
+        tools: decode_tools(obj.get("tools"))?,
+        tool_choice: decode_tool_choice(obj.get("tool_choice"))?,
+        max_tokens,
+        temperature: opt_f64(&obj, "temperature")?,
+        top_p: opt_f64(&obj, "top_p")?,
+        stop: stop_list(&obj, "stop")?,
+        stream: opt_bool(&obj, "stream")?.unwrap_or(false),
+        passthrough: util::passthrough(Dialect::OpenAi, &obj, KNOWN),
+    })
+}
+
+/// Text of a `content` that is a string or an array of text parts.
+fn text_of(content: Option<&Value>, path: &str) -> Result<String, DialectError> {
+    match content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut out = String::new();
+            for p in parts {
+                match p.get("text").and_then(Value::as_str) {
+                    Some(t) => out.push_str(t),
+                    None => {
+                        return Err(DialectError::invalid(
+                            format!("`{path}.content` may only hold text parts here"),
+                            format!("{path}.content"),
+                        ))
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(DialectError::invalid(
+            format!("`{path}.content` must be a string or an array"),
+            format!("{path}.content"),
+        )),
+    }
+}
+
+fn user_parts(content: Option<&Value>, path: &str) -> Result<Vec<Part>, DialectError> {
+    let parts = match content {
+        Some(Value::String(s)) => return Ok(vec![Part::Text(s.clone())]),
+        Some(Value::Array(parts)) => parts,
+        _ => {
+            return Err(DialectError::invalid(
+                format!("`{path}.content` must be a string or an array of parts"),
+                format!("{path}.content"),
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let ppath = format!("{path}.content[{j}]");
+        match p.get("type").and_then(Value::as_str) {
+            Some("text") => out.push(Part::Text(
+                p.get("text")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| DialectError::invalid("a text part needs `text`", format!("{ppath}.text")))?
+                    .to_string(),
+            )),
+            Some("image_url") => {
+                let url = p
+                    .get("image_url")
+                    .and_then(|u| u.get("url").or(Some(u)))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        DialectError::invalid("an image part needs `image_url.url`", format!("{ppath}.image_url"))
+                    })?;
+                out.push(Part::Image(match util::split_data_url(url) {
+                    Some((media_type, data)) => Image::Base64 { media_type, data },
+                    None => Image::Url(url.to_string()),
+                }));
+            }
+            _ => {
+                return Err(DialectError::invalid(
+                    "content parts must be of type `text` or `image_url`",
+                    format!("{ppath}.type"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn assistant_message(m: &Map<String, Value>, path: &str) -> Result<Message, DialectError> {
+    let mut content = Vec::new();
+    let text = text_of(m.get("content"), path)?;
+    if !text.is_empty() {
+        content.push(Part::Text(text));
+    }
+    if let Some(calls) = m.get("tool_calls").filter(|v| !v.is_null()) {
+        let calls = calls.as_array().ok_or_else(|| {
+            DialectError::invalid("`tool_calls` must be an array", format!("{path}.tool_calls"))
+        })?;
+        for (j, c) in calls.iter().enumerate() {
+            let f = c.get("function");
+            let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
+            let (Some(id), Some(name)) = (c.get("id").and_then(Value::as_str), name) else {
+                return Err(DialectError::invalid(
+                    "a tool call needs `id` and `function.name`",
+                    format!("{path}.tool_calls[{j}]"),
+                ));
+            };
+            let arguments = match f.and_then(|f| f.get("arguments")) {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => String::new(),
+                Some(other) => other.to_string(),
+            };
+            content.push(Part::ToolCall(ToolCall {
+                id: id.to_string(),
+                name: name.to_string(),
+                arguments,
+            }));
+        }
+    }
+    Ok(Message {
+        role: Role::Assistant,
+        content,
+    })
+}
+
+fn decode_tools(tools: Option<&Value>) -> Result<Vec<ToolDef>, DialectError> {
+    let items = match tools {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(DialectError::invalid("`tools` must be an array", "tools")),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let f = t.get("function").filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
+            let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
+                DialectError::invalid(
+                    "each tool must be `{\"type\":\"function\",\"function\":{\"name\":...}}`",
+                    format!("tools[{i}]"),
+                )
+            })?;
+            Ok(ToolDef {
+                name: name.to_string(),
+                description: f.and_then(|f| f.get("description")).and_then(Value::as_str).map(str::to_owned),
+                parameters: f
+                    .and_then(|f| f.get("parameters"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+        })
+        .collect()
+}
+
+fn decode_tool_choice(v: Option<&Value>) -> Result<Option<ToolChoice>, DialectError> {
+    Ok(match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(DialectError::invalid("`tool_choice` must be auto, none, required or a function", "tool_choice")),
+        }),
+        Some(obj) => match obj.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(name) => Some(ToolChoice::Tool(name.to_string())),
+            None => return Err(DialectError::invalid("`tool_choice.function.name` is required", "tool_choice")),
+        },
+    })
+}
+
+pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
+    let (text, calls) = split_content(&resp.content);
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let body = json!({
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": resp.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_str(resp.finish_reason), "logprobs": null}],
+        "usage": usage_json(resp.usage),
+    });
+    serde_json::to_vec(&body).expect("serialize JSON value")
+}
+
+fn split_content(parts: &[Part]) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for p in parts {
+        match p {
+            Part::Text(t) => text.push_str(t),
+            Part::ToolCall(c) => calls.push(json!({
+                "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            })),
+            Part::Image(_) | Part::ToolResult(_) => {}
+        }
+    }
+    (text, calls)
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+    })
+}
+
+fn finish_str(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop | FinishReason::StopSequence => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Streams `chat.completion.chunk` frames. The finish chunk and the usage
+/// chunk are held until `finish`, because upstreams may report them in
+/// either order and the OpenAI SDK expects usage last.
+#[derive(Default)]
+pub struct OpenAiStreamEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    started: bool,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl OpenAiStreamEncoder {
+    fn chunk(&self, delta: Value, finish: Option<FinishReason>, out: &mut Vec<u8>) {
+        let frame = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish.map(finish_str), "logprobs": null}],
+        });
+        super::write_sse(out, None, &frame);
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            if self.id.is_empty() {
+                self.id = new_id("chatcmpl-");
+            }
+            self.created = unix_now();
+            self.started = true;
+            self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+        }
+    }
+}
+
+impl StreamEncoder for OpenAiStreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        match event {
+            StreamEvent::Start { id, model } => {
+                self.id = id.clone();
+                self.model = model.clone();
+                self.ensure_started(out);
+            }
+            StreamEvent::TextDelta(text) => {
+                self.ensure_started(out);
+                self.chunk(json!({"content": text}), None, out);
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.ensure_started(out);
+                self.chunk(
+                    json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                    out,
+                );
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                self.ensure_started(out);
+                self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}), None, out);
+            }
+            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Finish(f) => self.finish = Some(*f),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.chunk(json!({}), Some(self.finish.unwrap_or(FinishReason::Stop)), out);
+        if let Some(u) = self.usage {
+            let frame = json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [], "usage": usage_json(u),
+            });
+            super::write_sse(out, None, &frame);
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut Vec<u8>) {
+        let (_, body) = encode_error(error);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+    }
+}
+
+/// OpenAI's status, `type` and `code` for each error kind.
+fn error_meta(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
+    match kind {
+        ErrorKind::InvalidRequest => (400, "invalid_request_error", None),
+        ErrorKind::Authentication => (401, "invalid_request_error", Some("invalid_api_key")),
+        ErrorKind::Permission => (403, "permission_error", None),
+        ErrorKind::NotFound => (404, "invalid_request_error", Some("model_not_found")),
+        ErrorKind::RequestTooLarge => (413, "invalid_request_error", Some("request_too_large")),
+        ErrorKind::UnsupportedMediaType => (415, "invalid_request_error", None),
+        ErrorKind::RateLimited => (429, "rate_limit_exceeded", Some("rate_limit_exceeded")),
+        ErrorKind::Overloaded => (503, "server_error", Some("overloaded")),
+        ErrorKind::Upstream => (502, "server_error", None),
+        ErrorKind::Timeout => (504, "server_error", Some("timeout")),
+        ErrorKind::Internal => (500, "server_error", None),
+    }
+}
+
+pub fn encode_error(error: &ApiError) -> (u16, Vec<u8>) {
+    let (status, kind, code) = error_meta(error.kind);
+    let body = json!({"error": {"message": error.message, "type": kind, "param": error.param, "code": code}});
+    (status, serde_json::to_vec(&body).expect("serialize JSON value"))
+}
+
+// ----------------------------------------------------------------- egress
+
+pub fn encode_request(req: &ChatRequest, upstream_model: &str, flavor: Flavor) -> Value {
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = &req.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    for m in &req.messages {
+        match m.role {
+            Role::User => messages.push(json!({"role": "user", "content": encode_user_content(&m.content)})),
+            Role::Assistant => {
+                let (text, calls) = split_content(&m.content);
+                let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
+                if !calls.is_empty() {
+                    msg["tool_calls"] = Value::Array(calls);
+                }
+                messages.push(msg);
+            }
+            Role::Tool => {
+                for p in &m.content {
+                    if let Part::ToolResult(r) = p {
+                        messages.push(json!({"role": "tool", "tool_call_id": r.call_id, "content": r.content}));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), upstream_model.into());
+    out.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        let tools = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = json!({"name": t.name, "parameters": t.parameters});
+                if let Some(d) = &t.description {
+                    f["description"] = d.clone().into();
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &req.tool_choice {
+        let v = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required if flavor.tool_choice_required => json!("required"),
+            ToolChoice::Required => json!("auto"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        out.insert("tool_choice".into(), v);
+    }
+    if let Some(n) = req.max_tokens {
+        let key = if flavor.max_completion_tokens { "max_completion_tokens" } else { "max_tokens" };
+        out.insert(key.into(), n.into());
+    }
+    if let Some(t) = req.temperature {
+        out.insert("temperature".into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        out.insert("top_p".into(), p.into());
+    }
+    if !req.stop.is_empty() {
+        out.insert("stop".into(), req.stop.clone().into());
+    }
+    if req.stream {
+        out.insert("stream".into(), true.into());
+        if flavor.stream_usage {
+            out.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+    }
+    util::merge_passthrough(Dialect::OpenAi, req.passthrough.as_ref(), &mut out);
+    Value::Object(out)
+}
+
+fn encode_user_content(parts: &[Part]) -> Value {
+    if let [Part::Text(t)] = parts {
+        return Value::String(t.clone());
+    }
+    let items = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(json!({"type": "text", "text": t})),
+            Part::Image(Image::Base64 { media_type, data }) => Some(json!({
+                "type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")},
+            })),
+            Part::Image(Image::Url(url)) => Some(json!({"type": "image_url", "image_url": {"url": url}})),
+            Part::ToolCall(_) | Part::ToolResult(_) => None,
+        })
+        .collect();
+    Value::Array(items)
+}
+
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DialectError> {
+    let obj = util::parse_object(body)?;
+    let choice = obj
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| DialectError::invalid("response has no choices", "choices"))?;
+    let message = choice
+        .get("message")
+        .and_then(Value::as_object)
+        .ok_or_else(|| DialectError::invalid("choice has no message", "choices[0].message"))?;
+    let assistant = assistant_message(message, "choices[0].message")?;
+    let has_calls = assistant.content.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let finish = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map(decode_finish)
+        .unwrap_or(if has_calls { FinishReason::ToolCalls } else { FinishReason::Stop });
+    Ok(ChatResponse {
+        id: opt_str(&obj, "id")?.map_or_else(|| new_id("chatcmpl-"), str::to_owned),
+        model: opt_str(&obj, "model")?.unwrap_or_default().to_string(),
+        content: assistant.content,
+        finish_reason: finish,
+        usage: obj.get("usage").map(decode_usage).unwrap_or_default(),
+    })
+}
+
+fn decode_finish(s: &str) -> FinishReason {
+    match s {
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+fn decode_usage(u: &Value) -> Usage {
+    Usage {
+        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+    }
+}
+
+/// Reads upstream `chat.completion.chunk` frames.
+#[derive(Default)]
+pub struct OpenAiStreamDecoder {
+    started: bool,
+    /// Tool calls seen so far, by the upstream's `index`.
+    calls_seen: Vec<u32>,
+}
+
+impl StreamDecoder for OpenAiStreamDecoder {
+    fn decode(&mut self, _event: &str, data: &str) -> Result<Vec<StreamEvent>, StreamFault> {
+        let data = data.trim();
+        if data == "[DONE]" || data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        if let Some(err) = chunk.get("error") {
+            return Err(StreamFault::InBand {
+                status: err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()),
+                error: vendor_error(err),
+            });
+        }
+        let mut events = Vec::new();
+        if !self.started {
+            self.started = true;
+            events.push(StreamEvent::Start {
+                id: chunk.get("id").and_then(Value::as_str).map_or_else(|| new_id("chatcmpl-"), str::to_owned),
+                model: chunk.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
+            });
+        }
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        if let Some(choice) = choices.and_then(|c| c.first()) {
+            let delta = choice.get("delta");
+            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
+                if !text.is_empty() {
+                    events.push(StreamEvent::TextDelta(text.to_string()));
+                }
+            }
+            if let Some(calls) = delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array) {
+                for c in calls {
+                    let index = c
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .and_then(|i| u32::try_from(i).ok())
+                        .ok_or_else(|| StreamFault::Malformed("tool call delta without index".into()))?;
+                    let f = c.get("function");
+                    if !self.calls_seen.contains(&index) {
+                        self.calls_seen.push(index);
+                        events.push(StreamEvent::ToolCallStart {
+                            index,
+                            id: c.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned),
+                            name: f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default().to_string(),
+                        });
+                    }
+                    if let Some(args) = f.and_then(|f| f.get("arguments")).and_then(Value::as_str) {
+                        if !args.is_empty() {
+                            events.push(StreamEvent::ToolCallDelta { index, arguments: args.to_string() });
+                        }
+                    }
+                }
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                events.push(StreamEvent::Finish(decode_finish(reason)));
+            }
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            events.push(StreamEvent::Usage(decode_usage(u)));
+        }
+        Ok(events)
+    }
+}
+
+fn vendor_error(err: &Value) -> VendorError {
+    VendorError {
+        code: err
+            .get("code")
+            .and_then(Value::as_str)
+            .or_else(|| err.get("type").and_then(Value::as_str))
+            .map(str::to_owned),
+        message: err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_string(),
+    }
+}
+
+pub fn decode_error(status: u16, body: &[u8]) -> VendorError {
+    match util::error_json(body).as_ref().and_then(|v| v.get("error")) {
+        Some(err) if err.is_object() => vendor_error(err),
+        _ => VendorError {
+            code: None,
+            message: util::opaque_error(status),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_full_request() {
+        let body = br#"{"model":"frontier","messages":[
+            {"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+            "max_tokens":9,"temperature":0.5,"stop":"END","stream":true,"seed":7}"#;
+        let req = decode_request(body).unwrap();
+        assert_eq!(req.system.as_deref(), Some("be brief"));
+        assert_eq!(req.messages.len(), 3);
+        assert!(req.has_images());
+        assert!(req.uses_tools());
+        assert_eq!(req.stop, vec!["END"]);
+        assert_eq!(req.max_tokens, Some(9));
+        assert_eq!(req.passthrough.as_ref().unwrap().fields.get("seed"), Some(&json!(7)));
+        let out = encode_request(&req, "gpt-x", Flavor::OPENAI);
+        assert_eq!(out["model"], "gpt-x");
+        assert_eq!(out["seed"], 7);
+        assert_eq!(out["max_completion_tokens"], 9);
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert_eq!(out["messages"][3]["tool_call_id"], "c1");
+    }
+
+    #[test]
+    fn rejects_bad_requests_with_a_param() {
+        for (body, param) in [
+            (&br#"{"messages":[{"role":"user","content":"x"}]}"#[..], "model"),
+            (br#"{"model":"m","messages":[]}"#, "messages"),
+            (br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
+            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature"),
+        ] {
+            match decode_request(body) {
+                Err(DialectError::Invalid { param: Some(p), .. }) => assert_eq!(p, param),
+                other => panic!("expected an error on {param}, got {other:?}"),
+            }
+        }
+        assert!(matches!(decode_request(b"{not json"), Err(DialectError::Json(_))));
+    }
+
+    #[test]
+    fn stream_round_trip_holds_usage_until_finish() {
+        let mut dec = OpenAiStreamDecoder::default();
+        let mut events = Vec::new();
+        for data in [
+            r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"f","arguments":"{\"a"}}]}}]}"#,
+            r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\":1}"}}]}}]}"#,
+            r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            "[DONE]",
+        ] {
+            events.extend(dec.decode("", data).unwrap());
+        }
+        assert_eq!(events.len(), 5, "{events:?}");
+        let mut enc = OpenAiStreamEncoder::default();
+        let mut out = Vec::new();
+        for e in &events {
+            enc.encode(e, &mut out);
+        }
+        enc.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let finish_at = text.find("\"finish_reason\":\"tool_calls\"").unwrap();
+        let usage_at = text.find("\"completion_tokens\":4").unwrap();
+        assert!(finish_at < usage_at);
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn in_band_errors_and_garbage_are_faults() {
+        let mut dec = OpenAiStreamDecoder::default();
+        assert!(matches!(dec.decode("", r#"{"error":{"message":"boom","type":"server_error"}}"#), Err(StreamFault::InBand { .. })));
+        assert!(matches!(dec.decode("", "{not json"), Err(StreamFault::Malformed(_))));
+    }
+
+    #[test]
+    fn vendor_errors_never_echo_unreadable_bodies() {
+        let e = decode_error(502, b"<html>secret internal host</html>");
+        assert!(!e.message.contains("secret"));
+        let e = decode_error(404, br#"{"error":{"message":"gone","type":"invalid_request_error","code":"model_not_found"}}"#);
+        assert_eq!(e.code.as_deref(), Some("model_not_found"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Errors of the request path: where they came from and whether the failover
+//! loop may move on. [`GatewayError::to_api`] is the one place that turns
+//! any of them into what the app sees, in its own dialect.
+
+use std::time::Duration;
+
+use crate::dialect::{ApiError, DialectError, ErrorKind, VendorError};
+
+/// How one attempt on one target failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect error")]
+    Connect,
+    #[error("no response before the deadline")]
+    Timeout,
+    #[error("no first token within {0:?}")]
+    FirstTokenTimeout(Duration),
+    #[error("HTTP {status} {}", .vendor.code.as_deref().unwrap_or(""))]
+    Status {
+        status: u16,
+        vendor: VendorError,
+        retry_after: Option<Duration>,
+    },
+    #[error("in-band stream error {}", .vendor.code.as_deref().unwrap_or(""))]
+    InBand {
+        status: Option<u16>,
+        vendor: VendorError,
+    },
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    #[error("stream ended before a finish reason")]
+    Truncated,
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+/// What the failover loop does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try the next eligible target.
+    Failover,
+    /// Try only targets with a larger context window.
+    FailoverToLargerWindow,
+    /// The request itself is at fault: answer now, try nothing else.
+    Stop,
+}
+
+/// The low-cardinality reason a failover happened, for metrics and the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Connect,
+    Timeout,
+    FirstToken,
+    ServerError,
+    RateLimited,
+    Overloaded,
+    ModelUnavailable,
+    Credentials,
+    ContextLength,
+    InBand,
+    Malformed,
+    ClientError,
+    ContentPolicy,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connect => "connect",
+            Reason::Timeout => "timeout",
+            Reason::FirstToken => "first_token_timeout",
+            Reason::ServerError => "server_error",
+            Reason::RateLimited => "rate_limited",
+            Reason::Overloaded => "overloaded",
+            Reason::ModelUnavailable => "model_unavailable",
+            Reason::Credentials => "credentials",
+            Reason::ContextLength => "context_length",
+            Reason::InBand => "in_band_error",
+            Reason::Malformed => "malformed",
+            Reason::ClientError => "client_error",
+            Reason::ContentPolicy => "content_policy",
+        }
+    }
+}
+
+impl UpstreamError {
+    /// Classifies the failure: why it happened and what to do next.
+    pub fn classify(&self) -> (Reason, Decision) {
+        use Decision::*;
+        match self {
+            UpstreamError::Connect => (Reason::Connect, Failover),
+            UpstreamError::Timeout | UpstreamError::Transport(_) => (Reason::Timeout, Failover),
+            UpstreamError::FirstTokenTimeout(_) => (Reason::FirstToken, Failover),
+            UpstreamError::Malformed(_) | UpstreamError::Truncated => (Reason::Malformed, Failover),
+            UpstreamError::InBand { status, vendor } => match status {
+                Some(s) if (400..500).contains(s) && *s != 429 => classify_status(*s, vendor),
+                _ => (Reason::InBand, Failover),
+            },
+            UpstreamError::Status { status, vendor, .. } => classify_status(*status, vendor),
+        }
+    }
+}
+
+fn classify_status(status: u16, vendor: &VendorError) -> (Reason, Decision) {
+    let code = vendor.code.as_deref().unwrap_or("").to_ascii_lowercase();
+    let message = vendor.message.to_ascii_lowercase();
+    match status {
+        429 => (Reason::RateLimited, Decision::Failover),
+        529 => (Reason::Overloaded, Decision::Failover),
+        503 if code.contains("overload") || message.contains("overload") => {
+            (Reason::Overloaded, Decision::Failover)
+        }
+        500..=599 => (Reason::ServerError, Decision::Failover),
+        // The vendor says the model is gone: suspended, retired or disabled.
+        404 => (Reason::ModelUnavailable, Decision::Failover),
+        // Our credentials for this vendor were refused: another vendor can serve.
+        401 | 403 => (Reason::Credentials, Decision::Failover),
+        _ if is_context_length(&code, &message) => {
+            (Reason::ContextLength, Decision::FailoverToLargerWindow)
+        }
+        _ if code.contains("content_filter")
+            || code.contains("content_policy")
+            || message.contains("content policy")
+            || code == "safety" =>
+        {
+            (Reason::ContentPolicy, Decision::Stop)
+        }
+        _ => (Reason::ClientError, Decision::Stop),
+    }
+}
+
+fn is_context_length(code: &str, message: &str) -> bool {
+    code.contains("context_length")
+        || message.contains("context length")
+        || message.contains("context window")
+        || message.contains("prompt is too long")
+        || message.contains("exceeds the maximum number of tokens")
+}
+
+/// One attempt of the failover loop, for the final error and the trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub target: String,
+    pub outcome: Result<(), UpstreamError>,
+    pub duration: Duration,
+}
+
+/// Everything that can end a data-plane request with an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    BadRequest(#[from] DialectError),
+    #[error("missing API key")]
+    MissingKey,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("unknown route `{0}`")]
+    UnknownRoute(String),
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("route `{route}` has no target that can serve this request: {why}")]
+    NoEligibleTarget { route: String, why: String },
+    #[error("route `{route}`: no target could serve the request")]
+    Exhausted { route: String, attempts: Vec<Attempt> },
+    #[error("upstream rejected the request")]
+    Rejected { status: u16, vendor: VendorError },
+}
+
+impl GatewayError {
+    /// The app-facing error: a kind, a message without secrets, a retry hint.
+    pub fn to_api(&self) -> ApiError {
+        match self {
+            GatewayError::BadRequest(e) => ApiError::from(e.clone()),
+            GatewayError::MissingKey => ApiError::new(
+                ErrorKind::Authentication,
+                "missing API key: send it the way your SDK does (Authorization, x-api-key or x-goog-api-key)",
+            ),
+            GatewayError::InvalidKey => ApiError::new(ErrorKind::Authentication, "invalid API key"),
+            GatewayError::UnknownRoute(route) => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("unknown route `{route}`: the model must name a route of this gateway (GET /v1/models lists them)"),
+                )
+            },
+            GatewayError::BodyTooLarge(_) => ApiError::new(ErrorKind::RequestTooLarge, self.to_string()),
+            GatewayError::UnsupportedMediaType => {
+                ApiError::new(ErrorKind::UnsupportedMediaType, self.to_string())
+            }
+            GatewayError::NoEligibleTarget { .. } => {
+                ApiError::new(ErrorKind::InvalidRequest, self.to_string())
+            }
+            GatewayError::Rejected { status, vendor } => {
+                let kind = match status {
+                    413 => ErrorKind::RequestTooLarge,
+                    _ => ErrorKind::InvalidRequest,
+                };
+                ApiError::new(kind, format!("the backend rejected the request: {}", vendor.message))
+            }
+            GatewayError::Exhausted { route, attempts } => exhausted(route, attempts),
+        }
+    }
+}
+
+fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
+    let tried: Vec<String> = attempts
+        .iter()
+        .map(|a| match &a.outcome {
+            Ok(()) => format!("{}: ok", a.target),
+            Err(e) => format!("{}: {}", a.target, e.classify().0.as_str()),
+        })
+        .collect();
+    let last = attempts.last().and_then(|a| a.outcome.as_ref().err());
+    let (kind, retry_after) = match last.map(|e| (e, e.classify().0)) {
+        Some((e, Reason::RateLimited)) => {
+            let hint = match e {
+                UpstreamError::Status { retry_after, .. } => retry_after.map(|d| d.as_secs().max(1)),
+                _ => None,
+            };
+            (ErrorKind::RateLimited, hint.or(Some(1)))
+        }
+        Some((_, Reason::Overloaded)) => (ErrorKind::Overloaded, Some(1)),
+        Some((_, Reason::Timeout | Reason::FirstToken)) => (ErrorKind::Timeout, None),
+        _ => (ErrorKind::Upstream, None),
+    };
+    ApiError {
+        retry_after,
+        ..ApiError::new(
+            kind,
+            format!("route `{route}`: no target could serve the request (tried {})", tried.join(", ")),
+        )
+    }
+}

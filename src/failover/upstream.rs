@@ -1,0 +1,166 @@
+//! One attempt on one target: send, then read the answer far enough to know
+//! whether it is good (whole body for non-stream, first content event for a
+//! stream). Every vendor failure becomes an [`UpstreamError`].
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::dialect::{self, StreamFault};
+use crate::error::UpstreamError;
+use crate::model::{ChatRequest, ChatResponse, Dialect, StreamEvent};
+use crate::policy::{Route, Target};
+use crate::provider::{transport_error, Forwarded, Provider};
+
+/// Canonical events from an upstream stream, in batches as they arrive.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<StreamEvent>, UpstreamError>> + Send>>;
+
+/// A good answer, ready to be encoded for the app.
+pub enum Answer {
+    Complete(ChatResponse),
+    /// A stream whose first content already arrived: `head` holds the
+    /// events read so far, `rest` the remainder.
+    Stream { head: Vec<StreamEvent>, rest: EventStream },
+}
+
+/// Largest vendor error body read; the rest is not needed to classify it.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+pub async fn attempt(
+    provider: &Provider,
+    target: &Target,
+    route: &Route,
+    req: &ChatRequest,
+    fwd: &Forwarded,
+) -> Result<Answer, UpstreamError> {
+    let started = Instant::now();
+    let total = provider.request_timeout();
+    // For a stream, the time-to-first-token clock also covers headers that
+    // never come.
+    let head_deadline = if req.stream { total.min(route.first_token_timeout) } else { total };
+    let resp = match provider.send(&target.model, req, fwd, head_deadline).await {
+        Err(UpstreamError::Timeout) if req.stream => {
+            return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout))
+        }
+        other => other?,
+    };
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(status_error(provider.dialect(), resp, started + total).await);
+    }
+    if !req.stream {
+        let body = read_limited(resp, usize::MAX, started + total).await?;
+        return dialect_decode_response(provider.dialect(), &body).map(Answer::Complete);
+    }
+    let mut rest = event_stream(resp, provider.dialect(), route.idle_timeout);
+    let first_deadline = started + route.first_token_timeout;
+    let mut head = Vec::new();
+    loop {
+        match tokio::time::timeout_at(first_deadline, rest.next()).await {
+            Err(_) => return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout)),
+            Ok(None) => return Err(UpstreamError::Truncated),
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(events))) => {
+                let content = events.iter().any(StreamEvent::is_content);
+                head.extend(events);
+                if content {
+                    return Ok(Answer::Stream { head, rest });
+                }
+            }
+        }
+    }
+}
+
+fn dialect_decode_response(dialect: Dialect, body: &[u8]) -> Result<ChatResponse, UpstreamError> {
+    let decoded = match dialect {
+        Dialect::OpenAi => dialect::openai::decode_response(body),
+        Dialect::Anthropic => dialect::anthropic::decode_response(body),
+        Dialect::Gemini => dialect::gemini::decode_response(body),
+    };
+    decoded.map_err(|e| UpstreamError::Malformed(e.to_string()))
+}
+
+async fn status_error(dialect: Dialect, resp: reqwest::Response, deadline: Instant) -> UpstreamError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = read_limited(resp, ERROR_BODY_LIMIT, deadline).await.unwrap_or_default();
+    UpstreamError::Status {
+        status,
+        vendor: dialect::decode_error(dialect, status, &body),
+        retry_after,
+    }
+}
+
+/// Reads a body up to `limit` bytes (the rest is dropped) before `deadline`.
+async fn read_limited(resp: reqwest::Response, limit: usize, deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(None) => return Ok(body),
+            Ok(Some(Err(e))) => return Err(transport_error(&e)),
+            Ok(Some(Ok(chunk))) => {
+                let room = limit.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= limit {
+                    return Ok(body);
+                }
+            }
+        }
+    }
+}
+
+/// Parses the upstream SSE body and decodes it event by event. Ends with
+/// `Truncated` if the body ended without a finish reason, and with
+/// `Timeout` if the upstream went silent for longer than `idle`.
+fn event_stream(resp: reqwest::Response, dialect: Dialect, idle: Duration) -> EventStream {
+    let mut decoder = dialect::stream_decoder(dialect);
+    let mut sse = sseer::EventStream::new(resp.bytes_stream());
+    Box::pin(async_stream::stream! {
+        let mut finished = false;
+        loop {
+            let next = match tokio::time::timeout(idle, sse.next()).await {
+                Err(_) => { yield Err(UpstreamError::Timeout); break; }
+                Ok(next) => next,
+            };
+            match next {
+                None => {
+                    if !finished {
+                        yield Err(UpstreamError::Truncated);
+                    }
+                    break;
+                }
+                Some(Err(sseer::errors::EventStreamError::Transport(e))) => {
+                    yield Err(transport_error(&e));
+                    break;
+                }
+                Some(Err(e)) => {
+                    yield Err(UpstreamError::Malformed(e.to_string()));
+                    break;
+                }
+                Some(Ok(event)) => match decoder.decode(&event.event, &event.data) {
+                    Ok(events) => {
+                        finished |= events.iter().any(|e| matches!(e, StreamEvent::Finish(_)));
+                        yield Ok(events);
+                    }
+                    Err(StreamFault::InBand { status, error }) => {
+                        yield Err(UpstreamError::InBand { status, vendor: error });
+                        break;
+                    }
+                    Err(StreamFault::Malformed(m)) => {
+                        yield Err(UpstreamError::Malformed(m));
+                        break;
+                    }
+                },
+            }
+        }
+    })
+}

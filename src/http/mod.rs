@@ -1,0 +1,129 @@
+//! Data-plane ingress: one thin handler per dialect endpoint. A handler
+//! authenticates, reads the body within its limit, decodes it to the
+//! canonical request, runs the failover loop, and encodes the answer.
+
+mod body;
+mod respond;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderMap, Request};
+
+use crate::dialect::{self, DialectError};
+use crate::error::GatewayError;
+use crate::model::{ChatRequest, Dialect};
+use crate::provider::Forwarded;
+use crate::state::Live;
+
+/// The data-plane router.
+pub fn router(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/models", get(list_models))
+        .route("/v1/messages", post(anthropic_messages))
+        .route("/v1beta/models/{action}", post(gemini))
+        .route("/v1/models/{action}", post(gemini))
+        .with_state(live)
+}
+
+async fn openai_chat(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
+    handle(&live, Dialect::OpenAi, req, |b| dialect::openai::decode_request(b)).await
+}
+
+async fn anthropic_messages(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
+    handle(&live, Dialect::Anthropic, req, |b| dialect::anthropic::decode_request(b)).await
+}
+
+async fn gemini(
+    State(live): State<Arc<Live>>,
+    Path(action): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    let (route, stream) = match action.rsplit_once(':') {
+        Some((route, "generateContent")) => (route.to_string(), false),
+        Some((route, "streamGenerateContent")) => (route.to_string(), true),
+        _ => {
+            let err = GatewayError::BadRequest(DialectError::invalid(
+                "the path must end in :generateContent or :streamGenerateContent",
+                "path",
+            ));
+            return respond::error(Dialect::Gemini, &err);
+        }
+    };
+    handle(&live, Dialect::Gemini, req, move |b| dialect::gemini::decode_request(b, &route, stream)).await
+}
+
+async fn handle(
+    live: &Live,
+    dialect: Dialect,
+    req: Request<Body>,
+    decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
+) -> Response {
+    let snapshot = live.load();
+    let (parts, body) = req.into_parts();
+    if let Err(e) = authenticate(&snapshot.auth, dialect, &parts.headers, parts.uri.query()) {
+        return respond::error(dialect, &e);
+    }
+    if let Err(e) = body::check_content_type(&parts.headers) {
+        return respond::error(dialect, &e);
+    }
+    let bytes = match body::read(body, snapshot.config.gateway.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return respond::error(dialect, &e),
+    };
+    let request = match decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => return respond::error(dialect, &GatewayError::BadRequest(e)),
+    };
+    let Some(route) = snapshot.table.routes.get(&request.model) else {
+        return respond::error(dialect, &GatewayError::UnknownRoute(request.model.clone()));
+    };
+    let fwd = Forwarded {
+        anthropic_version: parts.headers.get("anthropic-version").cloned(),
+    };
+    match crate::failover::serve(&snapshot, route, &request, &fwd).await {
+        Ok(served) => respond::answer(dialect, &route.name, served),
+        Err(e) => respond::error(dialect, &e),
+    }
+}
+
+/// Finds the app key where the dialect's SDK puts it, and checks it.
+fn authenticate(
+    auth: &crate::state::Auth,
+    dialect: Dialect,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let key = match dialect {
+        Dialect::OpenAi => bearer,
+        Dialect::Anthropic => header("x-api-key").or(bearer),
+        Dialect::Gemini => header("x-goog-api-key").or_else(|| {
+            query.and_then(|q| {
+                q.split('&').find_map(|kv| kv.strip_prefix("key="))
+            })
+        }),
+    };
+    match key {
+        None | Some("") => Err(GatewayError::MissingKey),
+        Some(k) if auth.accepts(k) => Ok(()),
+        Some(_) => Err(GatewayError::InvalidKey),
+    }
+}
+
+async fn list_models(State(live): State<Arc<Live>>, Query(_q): Query<Vec<(String, String)>>) -> Response {
+    let snapshot = live.load();
+    let data: Vec<serde_json::Value> = snapshot
+        .table
+        .routes
+        .keys()
+        .map(|name| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    respond::json(200, &serde_json::json!({"object": "list", "data": data}))
+}

@@ -1,0 +1,129 @@
+//! Builds responses: answers and errors in the app's dialect, with the
+//! `x-switchyard-*` headers.
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode};
+
+use crate::dialect::{self, ApiError, ErrorKind};
+use crate::error::{GatewayError, UpstreamError};
+use crate::failover::{Answer, Served};
+use crate::model::{Dialect, StreamEvent};
+
+/// The one place an error becomes a response.
+pub fn error(dialect: Dialect, err: &GatewayError) -> Response {
+    tracing::debug!(error = %err, dialect = dialect.as_str(), "request failed");
+    api_error(dialect, &err.to_api(), err)
+}
+
+fn api_error(dialect: Dialect, api: &ApiError, err: &GatewayError) -> Response {
+    let (status, body) = dialect::encode_error(dialect, api);
+    let mut resp = bytes_response(status, "application/json", Bytes::from(body));
+    if let Some(secs) = api.retry_after {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let GatewayError::Exhausted { attempts, route } = err {
+        set_header(&mut resp, "x-switchyard-route", route);
+        set_header(&mut resp, "x-switchyard-attempts", &attempts.len().to_string());
+    }
+    resp
+}
+
+pub fn json(status: u16, value: &serde_json::Value) -> Response {
+    let body = serde_json::to_vec(value).expect("serialize JSON value");
+    bytes_response(status, "application/json", Bytes::from(body))
+}
+
+fn bytes_response(status: u16, content_type: &'static str, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+/// A good answer, encoded for the app.
+pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
+    let mut resp = match served.answer {
+        Answer::Complete(r) => {
+            let body = match dialect {
+                Dialect::OpenAi => dialect::openai::encode_response(&r),
+                Dialect::Anthropic => dialect::anthropic::encode_response(&r),
+                Dialect::Gemini => dialect::gemini::encode_response(&r),
+            };
+            bytes_response(200, "application/json", Bytes::from(body))
+        }
+        Answer::Stream { head, rest } => {
+            let mut r = Response::new(Body::from_stream(encode_stream(dialect, head, rest)));
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            r.headers_mut()
+                .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+    };
+    set_header(&mut resp, "x-switchyard-route", route);
+    set_header(&mut resp, "x-switchyard-target", &served.target.name);
+    set_header(&mut resp, "x-switchyard-attempts", &served.attempts.len().to_string());
+    resp
+}
+
+/// Translates the upstream stream event by event. A failure after the
+/// stream began ends it with an error event in the app's dialect and then
+/// an abnormal end (the body errors), never a clean end.
+fn encode_stream(
+    dialect: Dialect,
+    head: Vec<StreamEvent>,
+    mut rest: crate::failover::EventStream,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let mut encoder = dialect::stream_encoder(dialect);
+    async_stream::stream! {
+        let mut out = Vec::with_capacity(1024);
+        for event in &head {
+            encoder.encode(event, &mut out);
+        }
+        yield Ok(Bytes::from(std::mem::take(&mut out)));
+        loop {
+            match rest.next().await {
+                None => {
+                    encoder.finish(&mut out);
+                    yield Ok(Bytes::from(std::mem::take(&mut out)));
+                    break;
+                }
+                Some(Ok(events)) => {
+                    for event in &events {
+                        encoder.encode(event, &mut out);
+                    }
+                    if !out.is_empty() {
+                        yield Ok(Bytes::from(std::mem::take(&mut out)));
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "upstream stream broke after it began");
+                    encoder.error(&mid_stream_error(&e), &mut out);
+                    yield Ok(Bytes::from(std::mem::take(&mut out)));
+                    yield Err(std::io::Error::other("upstream stream broke"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn mid_stream_error(e: &UpstreamError) -> ApiError {
+    let kind = match e.classify().0 {
+        crate::error::Reason::Overloaded => ErrorKind::Overloaded,
+        crate::error::Reason::RateLimited => ErrorKind::RateLimited,
+        crate::error::Reason::Timeout => ErrorKind::Timeout,
+        _ => ErrorKind::Upstream,
+    };
+    ApiError::new(kind, format!("the backend stream broke: {}", e.classify().0.as_str()))
+}

@@ -1,0 +1,32 @@
+//! Switchyard: a multi-model routing gateway.
+//!
+//! Apps keep the SDK they use (OpenAI, Anthropic, Gemini) and point its base
+//! URL here; each request is served by the first eligible backend of its
+//! route and answered in the app's own dialect.
+//!
+//! Module map, in dependency order (each imports only those above it):
+//! - [`model`]: the canonical request, response and stream-event types.
+//! - [`dialect`]: one module per wire format, converting to and from `model`.
+//! - [`config`]: `routes.toml` mirror, validation with positions, loading.
+//! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks.
+//! - [`policy`]: the compiled routing table; pure target selection.
+//! - [`failover`]: the one loop that walks a route's targets.
+//! - [`state`]: the live snapshot behind an `ArcSwap`.
+//! - [`http`]: data-plane ingress handlers, one per dialect.
+//! - [`admin`]: the control plane (health, reload).
+//! - [`sim`]: the vendor simulator used by `demo`, tests and benchmarks.
+//! - [`app`]: wiring for `serve`; [`demo`]: the embedded default table.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod dialect;
+pub mod error;
+pub mod failover;
+pub mod http;
+pub mod model;
+pub mod policy;
+pub mod provider;
+pub mod sim;
+pub mod state;

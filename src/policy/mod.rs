@@ -1,0 +1,229 @@
+//! The compiled routing table: routes, targets and what each target can do.
+//!
+//! Pure data and pure functions: choosing targets does no I/O and reads no
+//! clock, so it is cheap to test and safe to swap as a whole on reload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, OnUnsupported};
+use crate::model::ChatRequest;
+
+/// A provider plus an upstream model, under a stable name ops can use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub tools: bool,
+    pub images: bool,
+    pub context_window: u64,
+    pub prefill: bool,
+}
+
+impl Target {
+    /// Why this target cannot honour `req`, if it cannot.
+    pub fn unsupported(&self, req: &ChatRequest) -> Option<String> {
+        if req.uses_tools() && !self.tools {
+            return Some(format!("{} has no tool support", self.name));
+        }
+        if req.has_images() && !self.images {
+            return Some(format!("{} does not accept images", self.name));
+        }
+        let need = req.estimated_tokens() + u64::from(req.max_tokens.unwrap_or(0));
+        if need > self.context_window {
+            return Some(format!(
+                "{} has a context window of {} tokens; this request needs about {need}",
+                self.name, self.context_window
+            ));
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// In priority order.
+    pub targets: Vec<Arc<Target>>,
+    pub max_attempts: usize,
+    pub first_token_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub on_unsupported: OnUnsupported,
+}
+
+/// The targets to try for one request, in order, and why others were left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub targets: Vec<Arc<Target>>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The request must fail before any attempt: the chosen target cannot
+/// honour it and the route says so, or nothing is left to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError(pub String);
+
+impl Route {
+    /// Chooses the targets to try: in order, skipping those `available`
+    /// rules out (suspended, ejected) and those that cannot honour `req`.
+    pub fn plan(
+        &self,
+        req: &ChatRequest,
+        available: impl Fn(&Target) -> Result<(), String>,
+    ) -> Result<Plan, PlanError> {
+        let mut plan = Plan {
+            targets: Vec::with_capacity(self.targets.len()),
+            skipped: Vec::new(),
+        };
+        for t in &self.targets {
+            if let Err(why) = available(t) {
+                plan.skipped.push((t.name.clone(), why));
+                continue;
+            }
+            if let Some(why) = t.unsupported(req) {
+                if self.on_unsupported == OnUnsupported::Fail {
+                    return Err(PlanError(why));
+                }
+                plan.skipped.push((t.name.clone(), why));
+                continue;
+            }
+            plan.targets.push(t.clone());
+        }
+        plan.targets.truncate(self.max_attempts);
+        if plan.targets.is_empty() {
+            let why = plan
+                .skipped
+                .iter()
+                .map(|(t, why)| format!("{t}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(PlanError(why));
+        }
+        Ok(plan)
+    }
+}
+
+/// Routes and targets, compiled from a validated [`Config`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub routes: BTreeMap<String, Route>,
+    pub targets: BTreeMap<String, Arc<Target>>,
+}
+
+impl Table {
+    /// Compiles a config that passed [`crate::config::validate`]; dangling
+    /// names were rejected there, so lookups here cannot miss.
+    pub fn compile(cfg: &Config) -> Table {
+        let targets: BTreeMap<String, Arc<Target>> = cfg
+            .targets
+            .iter()
+            .map(|(name, t)| {
+                let target = Target {
+                    name: name.clone(),
+                    provider: t.provider.clone(),
+                    model: t.model.clone(),
+                    tools: t.tools,
+                    images: t.images,
+                    context_window: t.context_window,
+                    prefill: t.prefill,
+                };
+                (name.clone(), Arc::new(target))
+            })
+            .collect();
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|(name, r)| {
+                let chain: Vec<Arc<Target>> = r
+                    .targets
+                    .iter()
+                    .filter_map(|t| targets.get(t).cloned())
+                    .collect();
+                let route = Route {
+                    name: name.clone(),
+                    max_attempts: r.max_attempts.map_or(chain.len(), |n| n as usize),
+                    targets: chain,
+                    first_token_timeout: r.first_token_timeout,
+                    idle_timeout: r.idle_timeout,
+                    on_unsupported: r.on_unsupported,
+                };
+                (name.clone(), route)
+            })
+            .collect();
+        Table { routes, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Image, Message, Part, Role};
+
+    fn target(name: &str, images: bool) -> Arc<Target> {
+        Arc::new(Target {
+            name: name.into(),
+            provider: "p".into(),
+            model: "m".into(),
+            tools: true,
+            images,
+            context_window: 1000,
+            prefill: false,
+        })
+    }
+
+    fn route(on_unsupported: OnUnsupported) -> Route {
+        Route {
+            name: "r".into(),
+            targets: vec![target("a", false), target("b", true), target("c", true)],
+            max_attempts: 3,
+            first_token_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            on_unsupported,
+        }
+    }
+
+    fn image_request() -> ChatRequest {
+        ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::Image(Image::Url("u".into()))],
+            }],
+            ..ChatRequest::default()
+        }
+    }
+
+    #[test]
+    fn skips_targets_that_cannot_honour_the_request() {
+        let plan = route(OnUnsupported::Skip).plan(&image_request(), |_| Ok(())).unwrap();
+        let names: Vec<_> = plan.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(plan.skipped[0].0, "a");
+    }
+
+    #[test]
+    fn fail_policy_rejects_instead_of_skipping() {
+        let err = route(OnUnsupported::Fail).plan(&image_request(), |_| Ok(())).unwrap_err();
+        assert!(err.0.contains("does not accept images"));
+    }
+
+    #[test]
+    fn unavailable_targets_are_skipped_and_an_empty_plan_is_an_error() {
+        let plan = route(OnUnsupported::Skip)
+            .plan(&ChatRequest::default(), |t| if t.name == "a" { Err("suspended".into()) } else { Ok(()) })
+            .unwrap();
+        assert_eq!(plan.targets[0].name, "b");
+        let err = route(OnUnsupported::Skip)
+            .plan(&ChatRequest::default(), |_| Err("suspended".into()))
+            .unwrap_err();
+        assert!(err.0.contains("a: suspended"));
+    }
+
+    #[test]
+    fn context_window_is_checked() {
+        let mut req = ChatRequest::default();
+        req.messages.push(Message { role: Role::User, content: vec![Part::Text("x".repeat(8000))] });
+        assert!(target("a", true).unsupported(&req).unwrap().contains("context window"));
+    }
+}
