@@ -2,6 +2,8 @@
 four simulated backend kinds."""
 
 import json
+import urllib.error
+import urllib.request
 
 import openai
 import pytest
@@ -155,10 +157,17 @@ def test_invalid_request_is_bad_request(client):
     assert "messages" in str(e.value)
 
 
-def test_missing_key_is_authentication_error(clean):
-    c = openai.OpenAI(base_url=f"{clean.base}/v1", api_key="", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
-        c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
+def test_missing_key_is_401_in_openai_shape(clean):
+    req = urllib.request.Request(
+        f"{clean.base}/v1/chat/completions", method="POST",
+        data=json.dumps({"model": "gpt", "messages": [{"role": "user", "content": "x"}]}).encode(),
+        headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 401
+    body = json.loads(e.value.read())
+    assert body["error"]["code"] == "invalid_api_key"
+    assert "missing API key" in body["error"]["message"]
 
 
 @pytest.mark.parametrize("status,exc", [
