@@ -69,20 +69,40 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     let data = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
     let (stop, stopped) = watch::channel(false);
-    let addr = data.local_addr().map_err(|source| StartError::Bind { addr: opts.listen, source })?;
-    let admin_addr = admin
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: opts.admin_listen, source })?;
+    let addr = data.local_addr().map_err(|source| StartError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: opts.admin_listen,
+        source,
+    })?;
     let tasks = vec![
-        tokio::spawn(serve(data, crate::http::router(live.clone()), wait(stopped.clone()))),
-        tokio::spawn(serve(admin, crate::admin::router(live.clone(), &opts.admin_token), wait(stopped))),
+        tokio::spawn(serve(
+            data,
+            crate::http::router(live.clone()),
+            wait(stopped.clone()),
+        )),
+        tokio::spawn(serve(
+            admin,
+            crate::admin::router(live.clone(), &opts.admin_token),
+            wait(stopped),
+        )),
     ];
     tracing::info!(%addr, %admin_addr, "gateway listening");
-    Ok(Gateway { addr, admin_addr, live, stop, tasks })
+    Ok(Gateway {
+        addr,
+        admin_addr,
+        live,
+        stop,
+        tasks,
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn wait(mut rx: watch::Receiver<bool>) {

@@ -70,18 +70,30 @@ struct AdminArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(&config).await,
-        Command::Demo { listen, admin_listen } => demo(listen, admin_listen).await,
+        Command::Demo {
+            listen,
+            admin_listen,
+        } => demo(listen, admin_listen).await,
         Command::Sim { listen } => {
-            let addr = Simulator::new().spawn(listen).await.context("starting the simulator")?;
+            let addr = Simulator::new()
+                .spawn(listen)
+                .await
+                .context("starting the simulator")?;
             println!("simulator listening on http://{addr}");
             println!("  anthropic: http://{addr}/anthropic   openai: http://{addr}/openai/v1");
-            println!("  gemini:    http://{addr}/gemini/v1beta   open-weight: http://{addr}/local/v1");
+            println!(
+                "  gemini:    http://{addr}/gemini/v1beta   open-weight: http://{addr}/local/v1"
+            );
             shutdown_signal().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
-        Command::Status { admin } => admin_call(&admin, reqwest::Method::GET, "/admin/routes").await,
-        Command::Reload { admin } => admin_call(&admin, reqwest::Method::POST, "/admin/reload").await,
+        Command::Status { admin } => {
+            admin_call(&admin, reqwest::Method::GET, "/admin/routes").await
+        }
+        Command::Reload { admin } => {
+            admin_call(&admin, reqwest::Method::POST, "/admin/reload").await
+        }
     }
 }
 
@@ -115,7 +127,10 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 
 async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let sim = Simulator::new();
-    let sim_addr = sim.spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.context("starting the simulator")?;
+    let sim_addr = sim
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
     let config = switchyard::demo::config(sim_addr).context("the embedded demo table")?;
     let token = std::env::var("SWITCHYARD_ADMIN_TOKEN")
         .ok()
@@ -136,7 +151,10 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     println!("  Anthropic base URL: {base}");
     println!("  Gemini base URL:    {base}");
     println!("  routes:             claude, gpt, gemini, local, frontier (claude -> gpt -> gemini -> local)");
-    println!("  admin:              http://{}  (token: {token})", gateway.admin_addr);
+    println!(
+        "  admin:              http://{}  (token: {token})",
+        gateway.admin_addr
+    );
     println!("  simulator:          http://{sim_addr}");
     println!();
     println!("  curl {base}/v1/chat/completions -H 'Authorization: Bearer demo' -H 'Content-Type: application/json' \\");
@@ -212,7 +230,11 @@ fn diff_configs(a: &Config, b: &Config) -> Vec<String> {
     out
 }
 
-async fn admin_call(args: &AdminArgs, method: reqwest::Method, path: &str) -> anyhow::Result<ExitCode> {
+async fn admin_call(
+    args: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+) -> anyhow::Result<ExitCode> {
     let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").unwrap_or_default();
     let url = format!("{}{path}", args.admin.trim_end_matches('/'));
     let resp = reqwest::Client::new()
@@ -231,18 +253,26 @@ async fn admin_call(args: &AdminArgs, method: reqwest::Method, path: &str) -> an
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or(body);
     println!("{pretty}");
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn reload_on_sighup(live: std::sync::Arc<switchyard::state::Live>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hup.recv().await.is_some() {
             match live.reload() {
                 Ok(v) => tracing::info!(version = v, "routes reloaded on SIGHUP"),
-                Err(e) => tracing::warn!(error = %e, "reload rejected; the old table keeps serving"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload rejected; the old table keeps serving")
+                }
             }
         }
     }
@@ -254,7 +284,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

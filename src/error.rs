@@ -163,7 +163,10 @@ pub enum GatewayError {
     #[error("route `{route}` has no target that can serve this request: {why}")]
     NoEligibleTarget { route: String, why: String },
     #[error("route `{route}`: no target could serve the request")]
-    Exhausted { route: String, attempts: Vec<Attempt> },
+    Exhausted {
+        route: String,
+        attempts: Vec<Attempt>,
+    },
     #[error("upstream rejected the request")]
     Rejected { status: u16, vendor: VendorError },
 }
@@ -216,7 +219,9 @@ fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
     let (kind, retry_after) = match last.map(|e| (e, e.classify().0)) {
         Some((e, Reason::RateLimited)) => {
             let hint = match e {
-                UpstreamError::Status { retry_after, .. } => retry_after.map(|d| d.as_secs().max(1)),
+                UpstreamError::Status { retry_after, .. } => {
+                    retry_after.map(|d| d.as_secs().max(1))
+                }
                 _ => None,
             };
             (ErrorKind::RateLimited, hint.or(Some(1)))
@@ -229,7 +234,10 @@ fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
         retry_after,
         ..ApiError::new(
             kind,
-            format!("route `{route}`: no target could serve the request (tried {})", tried.join(", ")),
+            format!(
+                "route `{route}`: no target could serve the request (tried {})",
+                tried.join(", ")
+            ),
         )
     }
 }

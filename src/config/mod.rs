@@ -265,7 +265,10 @@ pub fn load_str(file: &str, text: &str, env: Vec<(String, String)>) -> Result<Co
         Ok(layered)
     } else {
         Err(ConfigError::Invalid(
-            problems.into_iter().map(|(key, msg)| located.problem(&key, msg)).collect(),
+            problems
+                .into_iter()
+                .map(|(key, msg)| located.problem(&key, msg))
+                .collect(),
         ))
     }
 }

@@ -8,7 +8,10 @@ use super::{AuthMode, Config, ProviderKind};
 pub fn validate(cfg: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if cfg.gateway.max_body_bytes == 0 {
-        out.push(("gateway.max_body_bytes".into(), "must be greater than 0".into()));
+        out.push((
+            "gateway.max_body_bytes".into(),
+            "must be greater than 0".into(),
+        ));
     }
     if cfg.auth.mode == AuthMode::Keys && cfg.auth.keys_env.is_none() {
         out.push((
@@ -20,29 +23,47 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
         let key = format!("providers.{name}");
         let url_ok = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");
         if !url_ok || reqwest::Url::parse(&p.base_url).is_err() {
-            out.push((format!("{key}.base_url"), format!("`{}` is not an http(s) URL", p.base_url)));
+            out.push((
+                format!("{key}.base_url"),
+                format!("`{}` is not an http(s) URL", p.base_url),
+            ));
         }
         let needs_key = p.kind != ProviderKind::OpenAiCompatible;
         if needs_key && p.api_key_env.is_none() && p.api_key_file.is_none() {
-            out.push((key.clone() + ".api_key_env", "this provider kind needs api_key_env or api_key_file".into()));
+            out.push((
+                key.clone() + ".api_key_env",
+                "this provider kind needs api_key_env or api_key_file".into(),
+            ));
         }
         if p.api_key_env.is_some() && p.api_key_file.is_some() {
-            out.push((key.clone() + ".api_key_file", "set api_key_env or api_key_file, not both".into()));
+            out.push((
+                key.clone() + ".api_key_file",
+                "set api_key_env or api_key_file, not both".into(),
+            ));
         }
         if p.connect_timeout.is_zero() || p.request_timeout.is_zero() {
-            out.push((key.clone() + ".request_timeout", "timeouts must be greater than 0".into()));
+            out.push((
+                key.clone() + ".request_timeout",
+                "timeouts must be greater than 0".into(),
+            ));
         }
     }
     for (name, t) in &cfg.targets {
         let key = format!("targets.{name}");
         if !cfg.providers.contains_key(&t.provider) {
-            out.push((format!("{key}.provider"), format!("unknown provider `{}`", t.provider)));
+            out.push((
+                format!("{key}.provider"),
+                format!("unknown provider `{}`", t.provider),
+            ));
         }
         if t.model.is_empty() {
             out.push((format!("{key}.model"), "must not be empty".into()));
         }
         if t.context_window == 0 {
-            out.push((format!("{key}.context_window"), "must be greater than 0".into()));
+            out.push((
+                format!("{key}.context_window"),
+                "must be greater than 0".into(),
+            ));
         }
     }
     if cfg.routes.is_empty() {
@@ -51,22 +72,34 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
     for (name, r) in &cfg.routes {
         let key = format!("routes.{name}");
         if r.targets.is_empty() {
-            out.push((format!("{key}.targets"), "a route needs at least one target".into()));
+            out.push((
+                format!("{key}.targets"),
+                "a route needs at least one target".into(),
+            ));
         }
         let mut seen = BTreeSet::new();
         for (i, t) in r.targets.iter().enumerate() {
             if !cfg.targets.contains_key(t) {
-                out.push((format!("{key}.targets[{i}]"), format!("unknown target `{t}`")));
+                out.push((
+                    format!("{key}.targets[{i}]"),
+                    format!("unknown target `{t}`"),
+                ));
             }
             if !seen.insert(t) {
-                out.push((format!("{key}.targets[{i}]"), format!("target `{t}` is listed twice")));
+                out.push((
+                    format!("{key}.targets[{i}]"),
+                    format!("target `{t}` is listed twice"),
+                ));
             }
         }
         if r.max_attempts == Some(0) {
             out.push((format!("{key}.max_attempts"), "must be at least 1".into()));
         }
         if r.first_token_timeout.is_zero() {
-            out.push((format!("{key}.first_token_timeout"), "must be greater than 0".into()));
+            out.push((
+                format!("{key}.first_token_timeout"),
+                "must be greater than 0".into(),
+            ));
         }
     }
     out

@@ -4,7 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::util::{self, new_id, opt_bool, opt_f64, opt_str, opt_u32, stop_list};
-use super::{ApiError, DialectError, ErrorKind, StreamDecoder, StreamEncoder, StreamFault, VendorError};
+use super::{
+    ApiError, DialectError, ErrorKind, StreamDecoder, StreamEncoder, StreamFault, VendorError,
+};
 use crate::model::{
     ChatRequest, ChatResponse, Dialect, FinishReason, Image, Message, Part, Role, StreamEvent,
     ToolCall, ToolChoice, ToolDef, ToolResult, Usage,
@@ -57,9 +59,17 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DialectError> {
     let raw_messages = match obj.get("messages") {
         Some(Value::Array(items)) if !items.is_empty() => items,
         Some(Value::Array(_)) => {
-            return Err(DialectError::invalid("`messages` must not be empty", "messages"))
+            return Err(DialectError::invalid(
+                "`messages` must not be empty",
+                "messages",
+            ))
         }
-        _ => return Err(DialectError::invalid("`messages` must be an array", "messages")),
+        _ => {
+            return Err(DialectError::invalid(
+                "`messages` must be an array",
+                "messages",
+            ))
+        }
     };
     let mut system: Vec<String> = Vec::new();
     let mut messages = Vec::with_capacity(raw_messages.len());
@@ -164,7 +174,9 @@ fn user_parts(content: Option<&Value>, path: &str) -> Result<Vec<Part>, DialectE
             Some("text") => out.push(Part::Text(
                 p.get("text")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| DialectError::invalid("a text part needs `text`", format!("{ppath}.text")))?
+                    .ok_or_else(|| {
+                        DialectError::invalid("a text part needs `text`", format!("{ppath}.text"))
+                    })?
                     .to_string(),
             )),
             Some("image_url") => {
@@ -173,7 +185,10 @@ fn user_parts(content: Option<&Value>, path: &str) -> Result<Vec<Part>, DialectE
                     .and_then(|u| u.get("url").or(Some(u)))
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        DialectError::invalid("an image part needs `image_url.url`", format!("{ppath}.image_url"))
+                        DialectError::invalid(
+                            "an image part needs `image_url.url`",
+                            format!("{ppath}.image_url"),
+                        )
                     })?;
                 out.push(Part::Image(match util::split_data_url(url) {
                     Some((media_type, data)) => Image::Base64 { media_type, data },
@@ -199,7 +214,10 @@ fn assistant_message(m: &Map<String, Value>, path: &str) -> Result<Message, Dial
     }
     if let Some(calls) = m.get("tool_calls").filter(|v| !v.is_null()) {
         let calls = calls.as_array().ok_or_else(|| {
-            DialectError::invalid("`tool_calls` must be an array", format!("{path}.tool_calls"))
+            DialectError::invalid(
+                "`tool_calls` must be an array",
+                format!("{path}.tool_calls"),
+            )
         })?;
         for (j, c) in calls.iter().enumerate() {
             let f = c.get("function");
@@ -238,16 +256,24 @@ fn decode_tools(tools: Option<&Value>) -> Result<Vec<ToolDef>, DialectError> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let f = t.get("function").filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
-            let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
-                DialectError::invalid(
-                    "each tool must be `{\"type\":\"function\",\"function\":{\"name\":...}}`",
-                    format!("tools[{i}]"),
-                )
-            })?;
+            let f = t
+                .get("function")
+                .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
+            let name = f
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    DialectError::invalid(
+                        "each tool must be `{\"type\":\"function\",\"function\":{\"name\":...}}`",
+                        format!("tools[{i}]"),
+                    )
+                })?;
             Ok(ToolDef {
                 name: name.to_string(),
-                description: f.and_then(|f| f.get("description")).and_then(Value::as_str).map(str::to_owned),
+                description: f
+                    .and_then(|f| f.get("description"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 parameters: f
                     .and_then(|f| f.get("parameters"))
                     .cloned()
@@ -264,11 +290,25 @@ fn decode_tool_choice(v: Option<&Value>) -> Result<Option<ToolChoice>, DialectEr
             "auto" => ToolChoice::Auto,
             "none" => ToolChoice::None,
             "required" => ToolChoice::Required,
-            _ => return Err(DialectError::invalid("`tool_choice` must be auto, none, required or a function", "tool_choice")),
+            _ => {
+                return Err(DialectError::invalid(
+                    "`tool_choice` must be auto, none, required or a function",
+                    "tool_choice",
+                ))
+            }
         }),
-        Some(obj) => match obj.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+        Some(obj) => match obj
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+        {
             Some(name) => Some(ToolChoice::Tool(name.to_string())),
-            None => return Err(DialectError::invalid("`tool_choice.function.name` is required", "tool_choice")),
+            None => {
+                return Err(DialectError::invalid(
+                    "`tool_choice.function.name` is required",
+                    "tool_choice",
+                ))
+            }
         },
     })
 }
@@ -386,7 +426,11 @@ impl StreamEncoder for OpenAiStreamEncoder {
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 self.ensure_started(out);
-                self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}), None, out);
+                self.chunk(
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
+                    None,
+                    out,
+                );
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Finish(f) => self.finish = Some(*f),
@@ -395,7 +439,11 @@ impl StreamEncoder for OpenAiStreamEncoder {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
-        self.chunk(json!({}), Some(self.finish.unwrap_or(FinishReason::Stop)), out);
+        self.chunk(
+            json!({}),
+            Some(self.finish.unwrap_or(FinishReason::Stop)),
+            out,
+        );
         if let Some(u) = self.usage {
             let frame = json!({
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -434,7 +482,10 @@ fn error_meta(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
 pub fn encode_error(error: &ApiError) -> (u16, Vec<u8>) {
     let (status, kind, code) = error_meta(error.kind);
     let body = json!({"error": {"message": error.message, "type": kind, "param": error.param, "code": code}});
-    (status, serde_json::to_vec(&body).expect("serialize JSON value"))
+    (
+        status,
+        serde_json::to_vec(&body).expect("serialize JSON value"),
+    )
 }
 
 // ----------------------------------------------------------------- egress
@@ -446,7 +497,9 @@ pub fn encode_request(req: &ChatRequest, upstream_model: &str, flavor: Flavor) -
     }
     for m in &req.messages {
         match m.role {
-            Role::User => messages.push(json!({"role": "user", "content": encode_user_content(&m.content)})),
+            Role::User => {
+                messages.push(json!({"role": "user", "content": encode_user_content(&m.content)}))
+            }
             Role::Assistant => {
                 let (text, calls) = split_content(&m.content);
                 let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
@@ -492,7 +545,11 @@ pub fn encode_request(req: &ChatRequest, upstream_model: &str, flavor: Flavor) -
         out.insert("tool_choice".into(), v);
     }
     if let Some(n) = req.max_tokens {
-        let key = if flavor.max_completion_tokens { "max_completion_tokens" } else { "max_tokens" };
+        let key = if flavor.max_completion_tokens {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         out.insert(key.into(), n.into());
     }
     if let Some(t) = req.temperature {
@@ -544,12 +601,19 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DialectError> {
         .and_then(Value::as_object)
         .ok_or_else(|| DialectError::invalid("choice has no message", "choices[0].message"))?;
     let assistant = assistant_message(message, "choices[0].message")?;
-    let has_calls = assistant.content.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let has_calls = assistant
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::ToolCall(_)));
     let finish = choice
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(decode_finish)
-        .unwrap_or(if has_calls { FinishReason::ToolCalls } else { FinishReason::Stop });
+        .unwrap_or(if has_calls {
+            FinishReason::ToolCalls
+        } else {
+            FinishReason::Stop
+        });
     Ok(ChatResponse {
         id: opt_str(&obj, "id")?.map_or_else(|| new_id("chatcmpl-"), str::to_owned),
         model: opt_str(&obj, "model")?.unwrap_or_default().to_string(),
@@ -571,7 +635,10 @@ fn decode_finish(s: &str) -> FinishReason {
 fn decode_usage(u: &Value) -> Usage {
     Usage {
         input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-        output_tokens: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
     }
 }
 
@@ -589,10 +656,14 @@ impl StreamDecoder for OpenAiStreamDecoder {
         if data == "[DONE]" || data.is_empty() {
             return Ok(Vec::new());
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| StreamFault::Malformed(e.to_string()))?;
         if let Some(err) = chunk.get("error") {
             return Err(StreamFault::InBand {
-                status: err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()),
+                status: err
+                    .get("code")
+                    .and_then(Value::as_u64)
+                    .and_then(|c| u16::try_from(c).ok()),
                 error: vendor_error(err),
             });
         }
@@ -600,8 +671,15 @@ impl StreamDecoder for OpenAiStreamDecoder {
         if !self.started {
             self.started = true;
             events.push(StreamEvent::Start {
-                id: chunk.get("id").and_then(Value::as_str).map_or_else(|| new_id("chatcmpl-"), str::to_owned),
-                model: chunk.get("model").and_then(Value::as_str).unwrap_or_default().to_string(),
+                id: chunk
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| new_id("chatcmpl-"), str::to_owned),
+                model: chunk
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             });
         }
         let choices = chunk.get("choices").and_then(Value::as_array);
@@ -612,25 +690,40 @@ impl StreamDecoder for OpenAiStreamDecoder {
                     events.push(StreamEvent::TextDelta(text.to_string()));
                 }
             }
-            if let Some(calls) = delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array) {
+            if let Some(calls) = delta
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array)
+            {
                 for c in calls {
                     let index = c
                         .get("index")
                         .and_then(Value::as_u64)
                         .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| StreamFault::Malformed("tool call delta without index".into()))?;
+                        .ok_or_else(|| {
+                            StreamFault::Malformed("tool call delta without index".into())
+                        })?;
                     let f = c.get("function");
                     if !self.calls_seen.contains(&index) {
                         self.calls_seen.push(index);
                         events.push(StreamEvent::ToolCallStart {
                             index,
-                            id: c.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned),
-                            name: f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default().to_string(),
+                            id: c
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .map_or_else(|| new_id("call_"), str::to_owned),
+                            name: f
+                                .and_then(|f| f.get("name"))
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string(),
                         });
                     }
                     if let Some(args) = f.and_then(|f| f.get("arguments")).and_then(Value::as_str) {
                         if !args.is_empty() {
-                            events.push(StreamEvent::ToolCallDelta { index, arguments: args.to_string() });
+                            events.push(StreamEvent::ToolCallDelta {
+                                index,
+                                arguments: args.to_string(),
+                            });
                         }
                     }
                 }
@@ -653,7 +746,11 @@ fn vendor_error(err: &Value) -> VendorError {
             .and_then(Value::as_str)
             .or_else(|| err.get("type").and_then(Value::as_str))
             .map(str::to_owned),
-        message: err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_string(),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("upstream error")
+            .to_string(),
     }
 }
 
@@ -687,7 +784,10 @@ mod tests {
         assert!(req.uses_tools());
         assert_eq!(req.stop, vec!["END"]);
         assert_eq!(req.max_tokens, Some(9));
-        assert_eq!(req.passthrough.as_ref().unwrap().fields.get("seed"), Some(&json!(7)));
+        assert_eq!(
+            req.passthrough.as_ref().unwrap().fields.get("seed"),
+            Some(&json!(7))
+        );
         let out = encode_request(&req, "gpt-x", Flavor::OPENAI);
         assert_eq!(out["model"], "gpt-x");
         assert_eq!(out["seed"], 7);
@@ -699,17 +799,29 @@ mod tests {
     #[test]
     fn rejects_bad_requests_with_a_param() {
         for (body, param) in [
-            (&br#"{"messages":[{"role":"user","content":"x"}]}"#[..], "model"),
+            (
+                &br#"{"messages":[{"role":"user","content":"x"}]}"#[..],
+                "model",
+            ),
             (br#"{"model":"m","messages":[]}"#, "messages"),
-            (br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
-            (br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature"),
+            (
+                br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
         ] {
             match decode_request(body) {
                 Err(DialectError::Invalid { param: Some(p), .. }) => assert_eq!(p, param),
                 other => panic!("expected an error on {param}, got {other:?}"),
             }
         }
-        assert!(matches!(decode_request(b"{not json"), Err(DialectError::Json(_))));
+        assert!(matches!(
+            decode_request(b"{not json"),
+            Err(DialectError::Json(_))
+        ));
     }
 
     #[test]
@@ -726,7 +838,7 @@ mod tests {
         ] {
             events.extend(dec.decode("", data).unwrap());
         }
-        assert_eq!(events.len(), 5, "{events:?}");
+        assert_eq!(events.len(), 6, "{events:?}");
         let mut enc = OpenAiStreamEncoder::default();
         let mut out = Vec::new();
         for e in &events {
@@ -743,8 +855,14 @@ mod tests {
     #[test]
     fn in_band_errors_and_garbage_are_faults() {
         let mut dec = OpenAiStreamDecoder::default();
-        assert!(matches!(dec.decode("", r#"{"error":{"message":"boom","type":"server_error"}}"#), Err(StreamFault::InBand { .. })));
-        assert!(matches!(dec.decode("", "{not json"), Err(StreamFault::Malformed(_))));
+        assert!(matches!(
+            dec.decode("", r#"{"error":{"message":"boom","type":"server_error"}}"#),
+            Err(StreamFault::InBand { .. })
+        ));
+        assert!(matches!(
+            dec.decode("", "{not json"),
+            Err(StreamFault::Malformed(_))
+        ));
     }
 
     #[test]

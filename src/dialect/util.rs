@@ -50,11 +50,17 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
-pub(crate) fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, DialectError> {
+pub(crate) fn opt_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, DialectError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(DialectError::invalid(format!("`{key}` must be a string"), key)),
+        Some(_) => Err(DialectError::invalid(
+            format!("`{key}` must be a string"),
+            key,
+        )),
     }
 }
 
@@ -62,7 +68,10 @@ pub(crate) fn opt_f64(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(_) => Err(DialectError::invalid(format!("`{key}` must be a number"), key)),
+        Some(_) => Err(DialectError::invalid(
+            format!("`{key}` must be a number"),
+            key,
+        )),
     }
 }
 
@@ -73,8 +82,13 @@ pub(crate) fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
             .map(Some)
-            .ok_or_else(|| DialectError::invalid(format!("`{key}` must be a non-negative integer"), key)),
-        Some(_) => Err(DialectError::invalid(format!("`{key}` must be an integer"), key)),
+            .ok_or_else(|| {
+                DialectError::invalid(format!("`{key}` must be a non-negative integer"), key)
+            }),
+        Some(_) => Err(DialectError::invalid(
+            format!("`{key}` must be an integer"),
+            key,
+        )),
     }
 }
 
@@ -82,7 +96,10 @@ pub(crate) fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<boo
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(DialectError::invalid(format!("`{key}` must be a boolean"), key)),
+        Some(_) => Err(DialectError::invalid(
+            format!("`{key}` must be a boolean"),
+            key,
+        )),
     }
 }
 
@@ -94,9 +111,9 @@ pub(crate) fn stop_list(obj: &Map<String, Value>, key: &str) -> Result<Vec<Strin
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
-                v.as_str().map(str::to_owned).ok_or_else(|| {
-                    DialectError::invalid(format!("`{key}` must hold strings"), key)
-                })
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| DialectError::invalid(format!("`{key}` must hold strings"), key))
             })
             .collect(),
         Some(_) => Err(DialectError::invalid(

@@ -51,8 +51,16 @@ pub async fn serve(
         match result {
             Ok(answer) => {
                 tracing::debug!(route = %route.name, target = %target.name, ?duration, "attempt ok");
-                attempts.push(Attempt { target: target.name.clone(), outcome: Ok(()), duration });
-                return Ok(Served { target, attempts, answer });
+                attempts.push(Attempt {
+                    target: target.name.clone(),
+                    outcome: Ok(()),
+                    duration,
+                });
+                return Ok(Served {
+                    target,
+                    attempts,
+                    answer,
+                });
             }
             Err(error) => {
                 let (reason, decision) = error.classify();
@@ -60,7 +68,11 @@ pub async fn serve(
                     route = %route.name, target = %target.name, reason = reason.as_str(),
                     error = %error, ?duration, "attempt failed"
                 );
-                attempts.push(Attempt { target: target.name.clone(), outcome: Err(error.clone()), duration });
+                attempts.push(Attempt {
+                    target: target.name.clone(),
+                    outcome: Err(error.clone()),
+                    duration,
+                });
                 match decision {
                     Decision::Failover => {}
                     Decision::FailoverToLargerWindow => min_window = target.context_window,
@@ -69,16 +81,25 @@ pub async fn serve(
             }
         }
     }
-    Err(GatewayError::Exhausted { route: route.name.clone(), attempts })
+    Err(GatewayError::Exhausted {
+        route: route.name.clone(),
+        attempts,
+    })
 }
 
 fn rejected(error: UpstreamError) -> GatewayError {
     match error {
         UpstreamError::Status { status, vendor, .. } => GatewayError::Rejected { status, vendor },
-        UpstreamError::InBand { status, vendor } => GatewayError::Rejected { status: status.unwrap_or(400), vendor },
+        UpstreamError::InBand { status, vendor } => GatewayError::Rejected {
+            status: status.unwrap_or(400),
+            vendor,
+        },
         other => GatewayError::Rejected {
             status: 502,
-            vendor: crate::dialect::VendorError { code: None, message: other.to_string() },
+            vendor: crate::dialect::VendorError {
+                code: None,
+                message: other.to_string(),
+            },
         },
     }
 }

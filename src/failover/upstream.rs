@@ -22,7 +22,10 @@ pub enum Answer {
     Complete(ChatResponse),
     /// A stream whose first content already arrived: `head` holds the
     /// events read so far, `rest` the remainder.
-    Stream { head: Vec<StreamEvent>, rest: EventStream },
+    Stream {
+        head: Vec<StreamEvent>,
+        rest: EventStream,
+    },
 }
 
 /// Largest vendor error body read; the rest is not needed to classify it.
@@ -39,7 +42,11 @@ pub async fn attempt(
     let total = provider.request_timeout();
     // For a stream, the time-to-first-token clock also covers headers that
     // never come.
-    let head_deadline = if req.stream { total.min(route.first_token_timeout) } else { total };
+    let head_deadline = if req.stream {
+        total.min(route.first_token_timeout)
+    } else {
+        total
+    };
     let resp = match provider.send(&target.model, req, fwd, head_deadline).await {
         Err(UpstreamError::Timeout) if req.stream => {
             return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout))
@@ -82,7 +89,11 @@ fn dialect_decode_response(dialect: Dialect, body: &[u8]) -> Result<ChatResponse
     decoded.map_err(|e| UpstreamError::Malformed(e.to_string()))
 }
 
-async fn status_error(dialect: Dialect, resp: reqwest::Response, deadline: Instant) -> UpstreamError {
+async fn status_error(
+    dialect: Dialect,
+    resp: reqwest::Response,
+    deadline: Instant,
+) -> UpstreamError {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -90,7 +101,9 @@ async fn status_error(dialect: Dialect, resp: reqwest::Response, deadline: Insta
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = read_limited(resp, ERROR_BODY_LIMIT, deadline).await.unwrap_or_default();
+    let body = read_limited(resp, ERROR_BODY_LIMIT, deadline)
+        .await
+        .unwrap_or_default();
     UpstreamError::Status {
         status,
         vendor: dialect::decode_error(dialect, status, &body),
@@ -99,7 +112,11 @@ async fn status_error(dialect: Dialect, resp: reqwest::Response, deadline: Insta
 }
 
 /// Reads a body up to `limit` bytes (the rest is dropped) before `deadline`.
-async fn read_limited(resp: reqwest::Response, limit: usize, deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, UpstreamError> {
     let mut body = Vec::new();
     let mut chunks = resp.bytes_stream();
     loop {

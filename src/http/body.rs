@@ -28,9 +28,11 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(GatewayError::BodyTooLarge(limit)),
-        Err(_) => Err(GatewayError::BadRequest(crate::dialect::DialectError::Json(
-            "the request body could not be read".into(),
-        ))),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GatewayError::BodyTooLarge(limit))
+        }
+        Err(_) => Err(GatewayError::BadRequest(
+            crate::dialect::DialectError::Json("the request body could not be read".into()),
+        )),
     }
 }

@@ -32,11 +32,17 @@ pub fn router(live: Arc<Live>) -> Router {
 }
 
 async fn openai_chat(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
-    handle(&live, Dialect::OpenAi, req, |b| dialect::openai::decode_request(b)).await
+    handle(&live, Dialect::OpenAi, req, |b| {
+        dialect::openai::decode_request(b)
+    })
+    .await
 }
 
 async fn anthropic_messages(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
-    handle(&live, Dialect::Anthropic, req, |b| dialect::anthropic::decode_request(b)).await
+    handle(&live, Dialect::Anthropic, req, |b| {
+        dialect::anthropic::decode_request(b)
+    })
+    .await
 }
 
 async fn gemini(
@@ -55,7 +61,10 @@ async fn gemini(
             return respond::error(Dialect::Gemini, &err);
         }
     };
-    handle(&live, Dialect::Gemini, req, move |b| dialect::gemini::decode_request(b, &route, stream)).await
+    handle(&live, Dialect::Gemini, req, move |b| {
+        dialect::gemini::decode_request(b, &route, stream)
+    })
+    .await
 }
 
 async fn handle(
@@ -99,16 +108,20 @@ fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<(), GatewayError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let bearer = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     let key = match dialect {
         Dialect::OpenAi => bearer,
         Dialect::Anthropic => header("x-api-key").or(bearer),
-        Dialect::Gemini => header("x-goog-api-key").or_else(|| {
-            query.and_then(|q| {
-                q.split('&').find_map(|kv| kv.strip_prefix("key="))
-            })
-        }),
+        Dialect::Gemini => header("x-goog-api-key")
+            .or_else(|| query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))),
     };
     match key {
         None | Some("") => Err(GatewayError::MissingKey),
@@ -117,7 +130,10 @@ fn authenticate(
     }
 }
 
-async fn list_models(State(live): State<Arc<Live>>, Query(_q): Query<Vec<(String, String)>>) -> Response {
+async fn list_models(
+    State(live): State<Arc<Live>>,
+    Query(_q): Query<Vec<(String, String)>>,
+) -> Response {
     let snapshot = live.load();
     let data: Vec<serde_json::Value> = snapshot
         .table

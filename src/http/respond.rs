@@ -12,6 +12,9 @@ use crate::error::{GatewayError, UpstreamError};
 use crate::failover::{Answer, Served};
 use crate::model::{Dialect, StreamEvent};
 
+/// Pause between the error event of a broken stream and the abort.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The one place an error becomes a response.
 pub fn error(dialect: Dialect, err: &GatewayError) -> Response {
     tracing::debug!(error = %err, dialect = dialect.as_str(), "request failed");
@@ -22,11 +25,16 @@ fn api_error(dialect: Dialect, api: &ApiError, err: &GatewayError) -> Response {
     let (status, body) = dialect::encode_error(dialect, api);
     let mut resp = bytes_response(status, "application/json", Bytes::from(body));
     if let Some(secs) = api.retry_after {
-        resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if let GatewayError::Exhausted { attempts, route } = err {
         set_header(&mut resp, "x-switchyard-route", route);
-        set_header(&mut resp, "x-switchyard-attempts", &attempts.len().to_string());
+        set_header(
+            &mut resp,
+            "x-switchyard-attempts",
+            &attempts.len().to_string(),
+        );
     }
     resp
 }
@@ -39,8 +47,10 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 fn bytes_response(status: u16, content_type: &'static str, body: Bytes) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     resp
 }
 
@@ -63,16 +73,24 @@ pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
         }
         Answer::Stream { head, rest } => {
             let mut r = Response::new(Body::from_stream(encode_stream(dialect, head, rest)));
-            r.headers_mut()
-                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            r.headers_mut()
-                .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
             r
         }
     };
     set_header(&mut resp, "x-switchyard-route", route);
     set_header(&mut resp, "x-switchyard-target", &served.target.name);
-    set_header(&mut resp, "x-switchyard-attempts", &served.attempts.len().to_string());
+    set_header(
+        &mut resp,
+        "x-switchyard-attempts",
+        &served.attempts.len().to_string(),
+    );
     resp
 }
 
@@ -110,6 +128,9 @@ fn encode_stream(
                     tracing::debug!(error = %e, "upstream stream broke after it began");
                     encoder.error(&mid_stream_error(&e), &mut out);
                     yield Ok(Bytes::from(std::mem::take(&mut out)));
+                    // Let hyper flush the error event before the abort
+                    // drops whatever is still buffered.
+                    tokio::time::sleep(FLUSH_GRACE).await;
                     yield Err(std::io::Error::other("upstream stream broke"));
                     break;
                 }
@@ -125,5 +146,8 @@ fn mid_stream_error(e: &UpstreamError) -> ApiError {
         crate::error::Reason::Timeout => ErrorKind::Timeout,
         _ => ErrorKind::Upstream,
     };
-    ApiError::new(kind, format!("the backend stream broke: {}", e.classify().0.as_str()))
+    ApiError::new(
+        kind,
+        format!("the backend stream broke: {}", e.classify().0.as_str()),
+    )
 }

@@ -78,9 +78,11 @@ impl ChatRequest {
     /// Whether the request needs a target that supports tools.
     pub fn uses_tools(&self) -> bool {
         !self.tools.is_empty()
-            || self.messages.iter().flat_map(|m| &m.content).any(|p| {
-                matches!(p, Part::ToolCall(_) | Part::ToolResult(_))
-            })
+            || self
+                .messages
+                .iter()
+                .flat_map(|m| &m.content)
+                .any(|p| matches!(p, Part::ToolCall(_) | Part::ToolResult(_)))
     }
 
     /// A cheap upper-bound estimate of prompt tokens (4 bytes per token),
@@ -137,7 +139,7 @@ impl Message {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Part {
     Text(String),
     Image(Image),
@@ -146,6 +148,7 @@ pub enum Part {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Image {
     /// Inline bytes, base64 encoded, with their media type.
     Base64 { media_type: String, data: String },
@@ -243,12 +246,22 @@ pub struct ChatResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StreamEvent {
     /// First event: identity of the answer.
-    Start { id: String, model: String },
+    Start {
+        id: String,
+        model: String,
+    },
     TextDelta(String),
     /// A tool call begins; `index` counts tool calls from 0 within the answer.
-    ToolCallStart { index: u32, id: String, name: String },
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
     /// A piece of the JSON arguments of tool call `index`.
-    ToolCallDelta { index: u32, arguments: String },
+    ToolCallDelta {
+        index: u32,
+        arguments: String,
+    },
     Usage(Usage),
     Finish(FinishReason),
 }

@@ -196,7 +196,9 @@ mod tests {
 
     #[test]
     fn skips_targets_that_cannot_honour_the_request() {
-        let plan = route(OnUnsupported::Skip).plan(&image_request(), |_| Ok(())).unwrap();
+        let plan = route(OnUnsupported::Skip)
+            .plan(&image_request(), |_| Ok(()))
+            .unwrap();
         let names: Vec<_> = plan.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(plan.skipped[0].0, "a");
@@ -204,14 +206,22 @@ mod tests {
 
     #[test]
     fn fail_policy_rejects_instead_of_skipping() {
-        let err = route(OnUnsupported::Fail).plan(&image_request(), |_| Ok(())).unwrap_err();
+        let err = route(OnUnsupported::Fail)
+            .plan(&image_request(), |_| Ok(()))
+            .unwrap_err();
         assert!(err.0.contains("does not accept images"));
     }
 
     #[test]
     fn unavailable_targets_are_skipped_and_an_empty_plan_is_an_error() {
         let plan = route(OnUnsupported::Skip)
-            .plan(&ChatRequest::default(), |t| if t.name == "a" { Err("suspended".into()) } else { Ok(()) })
+            .plan(&ChatRequest::default(), |t| {
+                if t.name == "a" {
+                    Err("suspended".into())
+                } else {
+                    Ok(())
+                }
+            })
             .unwrap();
         assert_eq!(plan.targets[0].name, "b");
         let err = route(OnUnsupported::Skip)
@@ -223,7 +233,13 @@ mod tests {
     #[test]
     fn context_window_is_checked() {
         let mut req = ChatRequest::default();
-        req.messages.push(Message { role: Role::User, content: vec![Part::Text("x".repeat(8000))] });
-        assert!(target("a", true).unsupported(&req).unwrap().contains("context window"));
+        req.messages.push(Message {
+            role: Role::User,
+            content: vec![Part::Text("x".repeat(8000))],
+        });
+        assert!(target("a", true)
+            .unsupported(&req)
+            .unwrap()
+            .contains("context window"));
     }
 }

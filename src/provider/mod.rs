@@ -61,7 +61,11 @@ const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 impl Provider {
     /// `env` looks up the variables named in the config; the process
     /// environment in production, a fixed map in the demo and tests.
-    pub fn build(name: &str, cfg: &ProviderConfig, env: &EnvLookup) -> Result<Provider, ProviderError> {
+    pub fn build(
+        name: &str,
+        cfg: &ProviderConfig,
+        env: &EnvLookup,
+    ) -> Result<Provider, ProviderError> {
         let key = match (&cfg.api_key_env, &cfg.api_key_file) {
             (Some(var), _) => Some(Secret::new(env(var).ok_or_else(|| {
                 ProviderError::MissingKeyEnv {
@@ -132,7 +136,10 @@ impl Provider {
                 format!("{}/chat/completions", self.base_url)
             }
             ProviderKind::Gemini if stream => {
-                format!("{}/models/{model}:streamGenerateContent?alt=sse", self.base_url)
+                format!(
+                    "{}/models/{model}:streamGenerateContent?alt=sse",
+                    self.base_url
+                )
             }
             ProviderKind::Gemini => format!("{}/models/{model}:generateContent", self.base_url),
         }
@@ -150,7 +157,10 @@ impl Provider {
 
     fn headers(&self, fwd: &Forwarded) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let Some(key) = &self.key else { return h };
         match self.kind {
             ProviderKind::Anthropic => {

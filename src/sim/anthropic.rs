@@ -22,7 +22,10 @@ pub(crate) async fn handle(
 ) -> Response {
     let (model, parsed) = match serde_json::from_slice::<Value>(&body) {
         Ok(v) => (
-            v.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
+            v.get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             parse(&v),
         ),
         Err(e) => (String::new(), Err(format!("invalid JSON body: {e}"))),
@@ -116,7 +119,11 @@ fn message_text(m: &Value) -> String {
 pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -139,7 +146,11 @@ fn pick_tool(v: &Value) -> Option<ToolDef> {
         None => tools.first()?,
     };
     Some(ToolDef {
-        name: tool.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+        name: tool
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         properties: tool
             .get("input_schema")
             .and_then(|s| s.get("properties"))
@@ -188,10 +199,19 @@ impl Dialect for Anthropic {
         let (kind, default) = match status.as_u16() {
             400 => ("invalid_request_error", "Invalid request"),
             401 => ("authentication_error", "invalid x-api-key"),
-            403 => ("permission_error", "Your API key does not have permission to use the specified resource."),
+            403 => (
+                "permission_error",
+                "Your API key does not have permission to use the specified resource.",
+            ),
             404 => ("not_found_error", "Not found"),
-            413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
-            429 => ("rate_limit_error", "Number of requests has exceeded your rate limit."),
+            413 => (
+                "request_too_large",
+                "Request exceeds the maximum allowed number of bytes.",
+            ),
+            429 => (
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit.",
+            ),
             529 => ("overloaded_error", "Overloaded"),
             _ => ("api_error", "Internal server error"),
         };

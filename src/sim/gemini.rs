@@ -377,7 +377,12 @@ impl Framer for Frames {
 
     fn finish(&mut self) -> Vec<Bytes> {
         let part = self.call.clone().unwrap_or_else(|| json!({"text": ""}));
-        let v = response(&self.ctx, json!([part]), Some(self.finish), self.usage.clone());
+        let v = response(
+            &self.ctx,
+            json!([part]),
+            Some(self.finish),
+            self.usage.clone(),
+        );
         let mut frames = vec![self.frame(&v)];
         if !self.sse {
             frames.push(Bytes::from_static(b"]"));

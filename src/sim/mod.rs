@@ -306,8 +306,13 @@ mod tests {
         };
         sim.set_knobs(Vendor::Openai, "*", knobs);
         let h = HeaderMap::new();
-        let fails: Vec<bool> = (0..8).map(|_| sim.admit(Vendor::Openai, "m", &h).fail).collect();
-        assert_eq!(fails, [true, false, false, false, true, false, false, false]);
+        let fails: Vec<bool> = (0..8)
+            .map(|_| sim.admit(Vendor::Openai, "m", &h).fail)
+            .collect();
+        assert_eq!(
+            fails,
+            [true, false, false, false, true, false, false, false]
+        );
         assert_eq!(sim.count(Vendor::Openai, "m"), 8);
         assert_eq!(sim.total(Vendor::Openai), 8);
         sim.set_knobs(Vendor::Openai, "m", Knobs::default());

@@ -38,7 +38,10 @@ pub(crate) async fn handle_local(
 async fn handle(sim: &Simulator, chat: Chat, headers: &HeaderMap, body: &[u8]) -> Response {
     let (model, parsed) = match serde_json::from_slice::<Value>(body) {
         Ok(v) => (
-            v.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
+            v.get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             parse(&v),
         ),
         Err(e) => (
@@ -81,7 +84,11 @@ fn parse(v: &Value) -> Result<Parsed, String> {
             .sum(),
         ..Extract::default()
     };
-    if let Some(m) = messages.iter().rev().find(|m| role(m).as_deref() == Some("user")) {
+    if let Some(m) = messages
+        .iter()
+        .rev()
+        .find(|m| role(m).as_deref() == Some("user"))
+    {
         let c = content(m);
         ex.last_user_text = content_text(&c);
         ex.images = c
@@ -226,12 +233,36 @@ impl Dialect for Chat {
         }
         let (kind, err_code, default) = match code {
             400 => ("invalid_request_error", Value::Null, "Invalid request."),
-            401 => ("invalid_request_error", json!("invalid_api_key"), "Incorrect API key provided."),
-            403 => ("invalid_request_error", json!("unsupported_country_region_territory"), "Country, region, or territory not supported."),
-            404 => ("invalid_request_error", json!("model_not_found"), "The requested resource does not exist."),
-            429 => ("rate_limit_exceeded", json!("rate_limit_exceeded"), "Rate limit reached for requests. Please try again later."),
-            503 => ("server_error", Value::Null, "The server is overloaded or not ready yet."),
-            _ => ("server_error", Value::Null, "The server had an error while processing your request. Sorry about that!"),
+            401 => (
+                "invalid_request_error",
+                json!("invalid_api_key"),
+                "Incorrect API key provided.",
+            ),
+            403 => (
+                "invalid_request_error",
+                json!("unsupported_country_region_territory"),
+                "Country, region, or territory not supported.",
+            ),
+            404 => (
+                "invalid_request_error",
+                json!("model_not_found"),
+                "The requested resource does not exist.",
+            ),
+            429 => (
+                "rate_limit_exceeded",
+                json!("rate_limit_exceeded"),
+                "Rate limit reached for requests. Please try again later.",
+            ),
+            503 => (
+                "server_error",
+                Value::Null,
+                "The server is overloaded or not ready yet.",
+            ),
+            _ => (
+                "server_error",
+                Value::Null,
+                "The server had an error while processing your request. Sorry about that!",
+            ),
         };
         let msg = message.unwrap_or(default);
         json!({"error": {"message": msg, "type": kind, "param": null, "code": err_code}})
@@ -255,7 +286,9 @@ impl Dialect for Chat {
 
     fn complete(&self, ctx: &Ctx, plan: &Plan) -> Value {
         let message = match &plan.output {
-            Output::Text(_) => json!({"role": "assistant", "content": plan.text(), "refusal": null}),
+            Output::Text(_) => {
+                json!({"role": "assistant", "content": plan.text(), "refusal": null})
+            }
             Output::Tool(call) => json!({
                 "role": "assistant",
                 "content": null,
@@ -292,7 +325,9 @@ impl Dialect for Chat {
             finish: finish_reason(&plan.finish),
             usage: usage(plan),
             tool: match &plan.output {
-                Output::Tool(call) => Some((format!("call_sim{}", call.id_suffix), call.name.clone())),
+                Output::Tool(call) => {
+                    Some((format!("call_sim{}", call.id_suffix), call.name.clone()))
+                }
                 Output::Text(_) => None,
             },
         })

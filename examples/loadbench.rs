@@ -1,0 +1,314 @@
+//! Load benchmark: the same requests straight to the simulator and through
+//! the gateway, so the difference is what the gateway adds.
+//!
+//! Run with:
+//!     cargo run --release --example loadbench
+//!     cargo run --release --example loadbench -- --concurrency 64 --seconds 10
+//!     cargo run --example loadbench -- --quick        (a smoke run, as CI does)
+//!
+//! The simulator and the gateway each run in a child process (this program
+//! re-executed with `--role`), so the gateway's RSS is its own.
+//!
+//! Expected output (figures vary by machine):
+//!     non-stream, 64 concurrent, 10 s each
+//!       direct   rps 9000  p50 6.1ms  p99 12.0ms
+//!       gateway  rps 5200  p50 11.0ms p99 20.0ms
+//!       added    p50 ...   p99 ...    throughput ratio 0.58
+//!     stream time to first token ...
+//!     gateway RSS idle: 9.8 MiB
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Args {
+    concurrency: usize,
+    seconds: f64,
+    role: Option<String>,
+    sim: Option<SocketAddr>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        concurrency: 64,
+        seconds: 10.0,
+        role: None,
+        sim: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--concurrency" => {
+                args.concurrency = it.next().and_then(|v| v.parse().ok()).unwrap_or(64)
+            }
+            "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(10.0),
+            "--quick" => {
+                args.concurrency = 4;
+                args.seconds = 0.5;
+            }
+            "--role" => args.role = it.next(),
+            "--sim" => args.sim = it.next().and_then(|v| v.parse().ok()),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match args.role.as_deref() {
+        Some("sim") => rt.block_on(run_sim()),
+        Some("gateway") => rt.block_on(run_gateway(args.sim.expect("--sim ADDR"))),
+        _ => rt.block_on(bench(args)),
+    }
+}
+
+/// Child role: the simulator alone; prints its address.
+async fn run_sim() {
+    let sim = switchyard::sim::Simulator::new();
+    let addr = sim
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sim");
+    println!("{addr}");
+    std::future::pending::<()>().await;
+}
+
+/// Child role: the gateway on the demo table pointed at `sim`.
+async fn run_gateway(sim: SocketAddr) {
+    let config = switchyard::demo::config(sim).expect("demo table");
+    let opts = switchyard::app::Options {
+        path: None,
+        env: switchyard::demo::env(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_token: "bench".into(),
+    };
+    let gw = switchyard::app::start(config, opts).await.expect("gateway");
+    println!("{}", gw.addr);
+    std::future::pending::<()>().await;
+}
+
+async fn spawn_child(args: &[String]) -> (Child, SocketAddr) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let stdout = tokio::process::ChildStdout::from_std(stdout).expect("async stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("child address");
+    (child, line.trim().parse().expect("address"))
+}
+
+struct Run {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+}
+
+/// Runs `concurrency` workers for `seconds`, each sending `body` to `url`
+/// and recording latency (whole response, or first content chunk for
+/// streams) in microseconds.
+async fn load(url: String, body: String, stream: bool, concurrency: usize, seconds: f64) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (stop, hist, counts) = (stop.clone(), hist.clone(), counts.clone());
+        workers.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).expect("histogram");
+            let (mut ok, mut err) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("authorization", "Bearer bench")
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let Ok(resp) = resp else {
+                    err += 1;
+                    continue;
+                };
+                if !resp.status().is_success() {
+                    err += 1;
+                    let _ = resp.bytes().await;
+                    continue;
+                }
+                if stream {
+                    let mut chunks = resp.bytes_stream();
+                    let mut first = None;
+                    while let Some(Ok(chunk)) = chunks.next().await {
+                        if first.is_none() && chunk.windows(9).any(|w| w == b"\"content\"") {
+                            first = Some(t0.elapsed());
+                        }
+                    }
+                    match first {
+                        Some(d) => {
+                            let _ = local.record(d.as_micros() as u64);
+                            ok += 1;
+                        }
+                        None => err += 1,
+                    }
+                } else if resp.bytes().await.is_ok() {
+                    let _ = local.record(t0.elapsed().as_micros() as u64);
+                    ok += 1;
+                } else {
+                    err += 1;
+                }
+            }
+            hist.lock().expect("hist").add(&local).expect("merge");
+            let mut c = counts.lock().expect("counts");
+            c.0 += ok;
+            c.1 += err;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = started.elapsed();
+    let hist = hist.lock().expect("hist").clone();
+    let (ok, errors) = *counts.lock().expect("counts");
+    Run {
+        hist,
+        ok,
+        errors,
+        elapsed,
+    }
+}
+
+fn us(v: u64) -> String {
+    if v >= 1000 {
+        format!("{:.2}ms", v as f64 / 1000.0)
+    } else {
+        format!("{v}µs")
+    }
+}
+
+fn report(label: &str, r: &Run) -> (f64, u64, u64) {
+    let rps = r.ok as f64 / r.elapsed.as_secs_f64();
+    let (p50, p99) = (
+        r.hist.value_at_quantile(0.5),
+        r.hist.value_at_quantile(0.99),
+    );
+    println!(
+        "  {label:<8} rps {rps:>8.0}  p50 {:>9}  p99 {:>9}  ok {} errors {}",
+        us(p50),
+        us(p99),
+        r.ok,
+        r.errors
+    );
+    (rps, p50, p99)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn bench(args: Args) {
+    let (mut sim, sim_addr) = spawn_child(&["--role".into(), "sim".into()]).await;
+    let (mut gw, gw_addr) = spawn_child(&[
+        "--role".into(),
+        "gateway".into(),
+        "--sim".into(),
+        sim_addr.to_string(),
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss_kib(gw.id());
+
+    let direct_url = format!("http://{sim_addr}/openai/v1/chat/completions");
+    let gw_url = format!("http://{gw_addr}/v1/chat/completions");
+    let body = |model: &str, stream: bool| {
+        format!(
+            r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"benchmark me"}}]}}"#
+        )
+    };
+    let (c, s) = (args.concurrency, args.seconds);
+
+    println!("non-stream, {c} concurrent, {s} s each (OpenAI dialect in, OpenAI backend)");
+    let _ = load(
+        direct_url.clone(),
+        body("gpt-5", false),
+        false,
+        c,
+        s.min(1.0),
+    )
+    .await; // warm-up
+    let direct = load(direct_url.clone(), body("gpt-5", false), false, c, s).await;
+    let _ = load(gw_url.clone(), body("gpt", false), false, c, s.min(1.0)).await;
+    let through = load(gw_url.clone(), body("gpt", false), false, c, s).await;
+    let (d_rps, d50, d99) = report("direct", &direct);
+    let (g_rps, g50, g99) = report("gateway", &through);
+    println!(
+        "  added    p50 {}  p99 {}  throughput ratio {:.2}",
+        us(g50.saturating_sub(d50)),
+        us(g99.saturating_sub(d99)),
+        if d_rps > 0.0 { g_rps / d_rps } else { 0.0 }
+    );
+
+    println!("stream time to first token, {c} concurrent, {s} s each");
+    let direct = load(direct_url, body("gpt-5", true), true, c, s).await;
+    let through = load(gw_url, body("gpt", true), true, c, s).await;
+    let (_, d50, d99) = report("direct", &direct);
+    let (_, g50, g99) = report("gateway", &through);
+    println!(
+        "  added    ttft p50 {}  p99 {}",
+        us(g50.saturating_sub(d50)),
+        us(g99.saturating_sub(d99))
+    );
+
+    match (idle_rss, rss_kib(gw.id())) {
+        (Some(idle), Some(after)) => println!(
+            "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
+            idle as f64 / 1024.0,
+            after as f64 / 1024.0
+        ),
+        _ => println!("gateway RSS: unavailable (no /proc)"),
+    }
+    let _ = gw.kill();
+    let _ = sim.kill();
+    let _ = gw.wait();
+    let _ = sim.wait();
+    if direct.ok == 0 || through.ok == 0 {
+        eprintln!("benchmark failed: no successful requests");
+        std::process::exit(1);
+    }
+}

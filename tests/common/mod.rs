@@ -1,0 +1,75 @@
+//! Shared setup for integration tests: a real simulator and a real gateway,
+//! each on a free loopback port, in this test's own runtime.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use switchyard::app::{self, Gateway, Options};
+use switchyard::config::Config;
+use switchyard::sim::Simulator;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct Env {
+    pub sim: Simulator,
+    pub sim_addr: SocketAddr,
+    pub gw: Gateway,
+    pub http: reqwest::Client,
+}
+
+impl Env {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.admin_addr)
+    }
+
+    /// POSTs an OpenAI chat request for `route`.
+    pub async fn openai(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth("app-key")
+            .json(&body)
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Starts the simulator and a gateway on the demo table, after `tweak`.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
+    start_with_path(tweak, None).await
+}
+
+pub async fn start_with_path(tweak: impl FnOnce(&mut Config), path: Option<PathBuf>) -> Env {
+    let sim = Simulator::new();
+    let sim_addr = sim.spawn(loopback()).await.expect("simulator starts");
+    let mut config = switchyard::demo::config(sim_addr).expect("demo table is valid");
+    tweak(&mut config);
+    let opts = Options {
+        path,
+        env: switchyard::demo::env(),
+        listen: loopback(),
+        admin_listen: loopback(),
+        admin_token: ADMIN_TOKEN.into(),
+    };
+    let gw = app::start(config, opts).await.expect("gateway starts");
+    Env {
+        sim,
+        sim_addr,
+        gw,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub fn user(route: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": route, "messages": [{"role": "user", "content": text}]})
+}

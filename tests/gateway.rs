@@ -1,0 +1,310 @@
+//! The real gateway against the real simulator over loopback sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, user};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use switchyard::sim::{digest, Knobs, Vendor};
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_backend_kind_serves_the_openai_dialect() {
+    let env = start(|_| {}).await;
+    for (route, prefix) in [
+        ("claude", "[anthropic/claude-sonnet-4-5]"),
+        ("gpt", "[openai/gpt-5]"),
+        ("gemini", "[gemini/gemini-2.5-pro]"),
+        ("local", "[local/qwen3-32b]"),
+    ] {
+        let resp = env.openai(user(route, "hello")).await;
+        assert_eq!(resp.status(), 200, "{route}");
+        assert_eq!(header(&resp, "x-switchyard-target"), route);
+        let body: Value = resp.json().await.unwrap();
+        let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("{prefix} digest={}", digest("hello"))),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn vendor_keys_are_sent_and_app_keys_are_not() {
+    let env = start(|_| {}).await;
+    for route in ["claude", "gpt", "gemini"] {
+        assert_eq!(env.openai(user(route, "x")).await.status(), 200);
+    }
+    let a = env.sim.last_headers(Vendor::Anthropic).unwrap();
+    assert_eq!(a.get("x-api-key").unwrap(), "sim-key");
+    assert_eq!(a.get("anthropic-version").unwrap(), "2023-06-01");
+    let o = env.sim.last_headers(Vendor::Openai).unwrap();
+    assert_eq!(o.get("authorization").unwrap(), "Bearer sim-key");
+    let g = env.sim.last_headers(Vendor::Gemini).unwrap();
+    assert_eq!(g.get("x-goog-api-key").unwrap(), "sim-key");
+    for h in [a, o, g] {
+        assert!(h
+            .values()
+            .all(|v| !v.to_str().unwrap_or("").contains("app-key")));
+    }
+}
+
+#[tokio::test]
+async fn hard_failures_fail_over_before_the_first_byte() {
+    let env = start(|_| {}).await;
+    let knobs = [
+        Knobs {
+            suspended: true,
+            ..Knobs::default()
+        },
+        Knobs {
+            reset: true,
+            ..Knobs::default()
+        },
+        Knobs {
+            html_error: true,
+            ..Knobs::default()
+        },
+        Knobs {
+            error_status: Some(529),
+            ..Knobs::default()
+        },
+        Knobs {
+            error_status: Some(503),
+            ..Knobs::default()
+        },
+        Knobs {
+            error_status: Some(429),
+            retry_after_secs: Some(30),
+            ..Knobs::default()
+        },
+    ];
+    for k in knobs {
+        env.sim.reset();
+        env.sim
+            .set_knobs(Vendor::Anthropic, "claude-sonnet-4-5", k.clone());
+        let resp = env.openai(user("frontier", "fail me over")).await;
+        assert_eq!(resp.status(), 200, "{k:?}");
+        assert_eq!(header(&resp, "x-switchyard-target"), "gpt", "{k:?}");
+        assert_eq!(header(&resp, "x-switchyard-attempts"), "2");
+        assert_eq!(env.sim.count(Vendor::Anthropic, "claude-sonnet-4-5"), 1);
+        assert_eq!(env.sim.count(Vendor::Openai, "gpt-5"), 1);
+    }
+}
+
+#[tokio::test]
+async fn client_errors_are_not_failed_over() {
+    let env = start(|_| {}).await;
+    env.sim.set_knobs(
+        Vendor::Anthropic,
+        "claude-sonnet-4-5",
+        Knobs {
+            error_status: Some(400),
+            ..Knobs::default()
+        },
+    );
+    let resp = env.openai(user("frontier", "bad")).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        env.sim.count(Vendor::Openai, "gpt-5"),
+        0,
+        "a 400 must not be replayed elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn no_target_left_gives_one_clean_error() {
+    let env = start(|_| {}).await;
+    for (v, m) in [
+        (Vendor::Anthropic, "claude-sonnet-4-5"),
+        (Vendor::Openai, "gpt-5"),
+        (Vendor::Gemini, "gemini-2.5-pro"),
+        (Vendor::Local, "qwen3-32b"),
+    ] {
+        env.sim.set_knobs(
+            v,
+            m,
+            Knobs {
+                suspended: true,
+                ..Knobs::default()
+            },
+        );
+    }
+    let resp = env.openai(user("frontier", "anyone?")).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "x-switchyard-attempts"), "4");
+    let text = resp.text().await.unwrap();
+    for t in [
+        "claude: model_unavailable",
+        "gpt: model_unavailable",
+        "gemini: model_unavailable",
+        "local: model_unavailable",
+    ] {
+        assert!(text.contains(t), "{text}");
+    }
+    assert!(
+        !text.contains("sim-key") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn slow_first_token_fails_over_on_streams() {
+    let env = start(|c| {
+        c.routes.get_mut("frontier").unwrap().first_token_timeout = Duration::from_millis(300);
+    })
+    .await;
+    env.sim.set_knobs(
+        Vendor::Anthropic,
+        "claude-sonnet-4-5",
+        Knobs {
+            ttft_ms: 5_000,
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "quick");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-target"), "gpt");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("[openai/gpt-5]"));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+/// Collects a stream body until it ends or breaks; returns (text, broke).
+async fn drain(resp: reqwest::Response) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(c) => out.extend_from_slice(&c),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), false)
+}
+
+#[tokio::test]
+async fn a_stream_cut_after_it_began_ends_with_an_error_not_a_clean_end() {
+    let env = start(|c| {
+        c.routes.get_mut("gpt").unwrap().idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    for knobs in [
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+        Knobs {
+            stall_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+        Knobs {
+            malformed_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    ] {
+        env.sim.set_knobs(Vendor::Openai, "gpt-5", knobs.clone());
+        let mut body = user("gpt", "cut me");
+        body["stream"] = json!(true);
+        let resp = env.openai(body).await;
+        assert_eq!(resp.status(), 200);
+        let (text, broke) = drain(resp).await;
+        assert!(text.contains("[openai/gpt-5]"), "{knobs:?}: {text}");
+        assert!(
+            text.contains("data: {\"error\""),
+            "{knobs:?}: an error event must be sent: {text}"
+        );
+        assert!(!text.contains("[DONE]"), "{knobs:?}: never a clean end");
+        assert!(broke, "{knobs:?}: the body must end abnormally");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_in_each_dialect() {
+    let env = start(|c| c.gateway.max_body_bytes = 2048).await;
+    let cases: [(&str, &str); 3] = [
+        ("/v1/chat/completions", "error"),
+        ("/v1/messages", "error"),
+        ("/v1beta/models/gpt:generateContent", "error"),
+    ];
+    for (path, key) in cases {
+        let post = |body: Vec<u8>, ct: &'static str| {
+            env.http
+                .post(env.url(path))
+                .header("authorization", "Bearer k")
+                .header("x-api-key", "k")
+                .header("x-goog-api-key", "k")
+                .header("content-type", ct)
+                .body(body)
+                .send()
+        };
+        let resp = post(b"{not json".to_vec(), "application/json")
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert!(v[key].is_object(), "{path}: {v}");
+        let resp = post(vec![b' '; 4096], "application/json").await.unwrap();
+        assert_eq!(resp.status(), 413, "{path}");
+        let resp = post(b"{}".to_vec(), "text/plain").await.unwrap();
+        assert_eq!(resp.status(), 415, "{path}");
+        let deep = "[".repeat(10_000);
+        let resp = post(deep.into_bytes(), "application/json").await.unwrap();
+        assert!(resp.status() == 400 || resp.status() == 413, "{path}");
+        let resp = post(vec![0xff, 0xfe, b'{'], "application/json")
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+    }
+    let v: Value = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", "k")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    // The process is still up and serving.
+    assert_eq!(env.openai(user("gpt", "still fine")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_all_arrive_intact() {
+    let env = start(|_| {}).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let http = env.http.clone();
+            let url = env.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let text = format!("message number {i}");
+                let body = json!({"model": "frontier", "stream": i % 2 == 0, "messages": [{"role": "user", "content": text}]});
+                let resp = http.post(url).bearer_auth("k").json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let body = resp.text().await.unwrap();
+                assert!(body.contains(&digest(&text)), "{body}");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(env.sim.count(Vendor::Anthropic, "claude-sonnet-4-5"), 64);
+}
