@@ -308,3 +308,88 @@ async fn many_concurrent_requests_all_arrive_intact() {
     }
     assert_eq!(env.sim.count(Vendor::Anthropic, "claude-sonnet-4-5"), 64);
 }
+
+#[tokio::test]
+async fn reload_swaps_the_table_and_a_bad_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    // The routes file is written after the simulator's port is known.
+    let sim = switchyard::sim::Simulator::new();
+    let sim_addr = sim.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim_addr.to_string());
+    std::fs::write(&path, &table).unwrap();
+    let config = switchyard::config::load_file(&path).unwrap();
+    let opts = switchyard::app::Options {
+        path: Some(path.clone()),
+        env: switchyard::demo::env(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: common::ADMIN_TOKEN.into(),
+    };
+    let gw = switchyard::app::start(config, opts).await.unwrap();
+    let http = reqwest::Client::new();
+    let ask = |route: &'static str| {
+        http.post(format!("http://{}/v1/chat/completions", gw.addr))
+            .bearer_auth("k")
+            .json(&user(route, "hi"))
+            .send()
+    };
+    let reload = || {
+        http.post(format!("http://{}/admin/reload", gw.admin_addr))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .send()
+    };
+    assert_eq!(
+        ask("frontier").await.unwrap().headers()["x-switchyard-target"],
+        "claude"
+    );
+
+    // Reorder frontier: gpt first.
+    std::fs::write(
+        &path,
+        table.replace(
+            r#"targets = ["claude", "gpt", "gemini", "local"]"#,
+            r#"targets = ["gpt", "claude"]"#,
+        ),
+    )
+    .unwrap();
+    let resp = reload().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["version"], 2);
+    assert_eq!(
+        ask("frontier").await.unwrap().headers()["x-switchyard-target"],
+        "gpt"
+    );
+
+    // A broken file is rejected with its errors; the table keeps serving.
+    std::fs::write(
+        &path,
+        table.replace(r#"targets = ["claude"]"#, r#"targets = ["nobody"]"#),
+    )
+    .unwrap();
+    let resp = reload().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("unknown target `nobody`"),
+        "{v}"
+    );
+    assert_eq!(
+        ask("frontier").await.unwrap().headers()["x-switchyard-target"],
+        "gpt"
+    );
+    assert_eq!(ask("claude").await.unwrap().status(), 200);
+
+    // Without the admin token, nothing happens.
+    let resp = http
+        .post(format!("http://{}/admin/reload", gw.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    gw.shutdown().await;
+}

@@ -291,3 +291,122 @@ fn layer_env(text: &str, env: Vec<(String, String)>) -> Result<Config, String> {
         .and_then(config::Config::try_deserialize::<Config>)
         .map_err(|e| format!("SWITCHYARD_* override: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[auth]
+mode = "any_key"
+
+[providers.oa]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[targets.gpt]
+provider = "oa"
+model = "gpt-5"
+
+[routes.Frontier]
+targets = ["gpt"]
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let cfg = load_str("r.toml", GOOD, Vec::new()).unwrap();
+        assert_eq!(cfg.gateway.listen.port(), 8080);
+        assert_eq!(
+            cfg.routes["Frontier"].first_token_timeout,
+            Duration::from_secs(30)
+        );
+        assert!(cfg.targets["gpt"].tools);
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_keys() {
+        let env = vec![
+            (
+                "SWITCHYARD_GATEWAY__ADMIN_LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
+            (
+                "SWITCHYARD_TARGETS__GPT__CONTEXT_WINDOW".to_string(),
+                "4096".to_string(),
+            ),
+        ];
+        let cfg = load_str("r.toml", GOOD, env).unwrap();
+        assert_eq!(cfg.gateway.admin_listen.port(), 9999);
+        assert_eq!(cfg.targets["gpt"].context_window, 4096);
+        assert!(
+            cfg.routes.contains_key("Frontier"),
+            "route names keep their case"
+        );
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_position() {
+        let bad = GOOD
+            .replace(
+                "targets = [\"gpt\"]",
+                "targets = [\"gpt\", \"nope\", \"gpt\"]\nmax_attempts = 0",
+            )
+            .replace("provider = \"oa\"", "provider = \"missing\"");
+        let err = load_str("r.toml", &bad, Vec::new()).unwrap_err();
+        let lines = err.problems();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l
+                    .starts_with("r.toml:11:1: targets.gpt.provider: unknown provider `missing`")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l
+                .starts_with("r.toml:15:19: routes.Frontier.targets[1]: unknown target `nope`")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("routes.Frontier.targets[2]: target `gpt` is listed twice")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("routes.Frontier.max_attempts: must be at least 1")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_unknown_keys_and_bad_durations_name_the_line() {
+        let err = load_str("r.toml", "[gateway\nlisten = 1", Vec::new()).unwrap_err();
+        assert!(err.problems()[0].starts_with("r.toml:1:"), "{err}");
+        let err = load_str(
+            "r.toml",
+            &GOOD.replace("model = \"gpt-5\"", "model = \"gpt-5\"\ncolour = 1"),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.problems()[0].contains("r.toml:13:1") && err.problems()[0].contains("colour"),
+            "{err}"
+        );
+        let err = load_str(
+            "r.toml",
+            &format!("{GOOD}first_token_timeout = \"soon\"\n"),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.problems()[0].starts_with("r.toml:16:23:"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_routes_file_is_valid() {
+        let text = include_str!("../../routes.toml");
+        load_str("routes.toml", text, Vec::new()).unwrap();
+    }
+}
