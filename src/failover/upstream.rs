@@ -172,9 +172,9 @@ fn event_stream(resp: reqwest::Response, dialect: Dialect, idle: Duration) -> Ev
                         yield Err(UpstreamError::InBand { status, vendor: error });
                         break;
                     }
+                    // One bad event is not a broken stream: drop it, go on.
                     Err(StreamFault::Malformed(m)) => {
-                        yield Err(UpstreamError::Malformed(m));
-                        break;
+                        tracing::debug!(error = %m, "dropped a malformed upstream stream event");
                     }
                 },
             }
