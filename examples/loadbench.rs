@@ -169,7 +169,7 @@ async fn load(url: String, body: String, stream: bool, concurrency: usize, secon
                     let mut chunks = resp.bytes_stream();
                     let mut first = None;
                     while let Some(Ok(chunk)) = chunks.next().await {
-                        if first.is_none() && chunk.windows(9).any(|w| w == b"\"content\"") {
+                        if first.is_none() && has_text(&chunk) {
                             first = Some(t0.elapsed());
                         }
                     }
@@ -207,6 +207,16 @@ async fn load(url: String, body: String, stream: bool, concurrency: usize, secon
         errors,
         elapsed,
     }
+}
+
+/// Whether an SSE chunk carries non-empty text content (`"content":"x`),
+/// the moment a user sees the first token; the role-only first chunk
+/// (`"content":""`) does not count.
+fn has_text(chunk: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"content\":\"";
+    chunk
+        .windows(NEEDLE.len() + 1)
+        .any(|w| &w[..NEEDLE.len()] == NEEDLE && w[NEEDLE.len()] != b'"')
 }
 
 fn us(v: u64) -> String {

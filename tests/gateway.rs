@@ -235,13 +235,23 @@ async fn a_stream_cut_after_it_began_ends_with_an_error_not_a_clean_end() {
 #[tokio::test]
 async fn a_malformed_stream_event_is_dropped_and_the_answer_completes() {
     let env = start(|_| {}).await;
-    env.sim.set_knobs(Vendor::Openai, "gpt-5", Knobs { malformed_after_tokens: Some(3), ..Knobs::default() });
+    env.sim.set_knobs(
+        Vendor::Openai,
+        "gpt-5",
+        Knobs {
+            malformed_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
     let mut body = user("gpt", "garbage inside");
     body["stream"] = json!(true);
     let (text, broke) = drain(env.openai(body).await).await;
     assert!(!broke, "{text}");
     assert!(!text.contains("not json"), "{text}");
-    assert!(text.contains(" mu\""), "the words after the bad event arrive: {text}");
+    assert!(
+        text.contains(" mu\""),
+        "the words after the bad event arrive: {text}"
+    );
     assert!(text.ends_with("data: [DONE]\n\n"));
 }
 
