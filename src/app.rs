@@ -86,8 +86,9 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         tokio::spawn(serve(
             admin,
             crate::admin::router(live.clone(), &opts.admin_token),
-            wait(stopped),
+            wait(stopped.clone()),
         )),
+        tokio::spawn(expire_suspensions(live.clone(), wait(stopped))),
     ];
     tracing::info!(%addr, %admin_addr, "gateway listening");
     Ok(Gateway {
@@ -97,6 +98,18 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         stop,
         tasks,
     })
+}
+
+/// Lifts suspensions whose TTL ran out, once a second, until shutdown.
+async fn expire_suspensions(live: Arc<Live>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => live.expire_suspensions().await,
+            () = &mut shutdown => break,
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

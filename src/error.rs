@@ -56,6 +56,8 @@ pub enum Reason {
     Overloaded,
     ModelUnavailable,
     Credentials,
+    /// The vendor disabled our account: every target using it is out.
+    AccountDisabled,
     ContextLength,
     InBand,
     Malformed,
@@ -74,6 +76,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::ModelUnavailable => "model_unavailable",
             Reason::Credentials => "credentials",
+            Reason::AccountDisabled => "account_disabled",
             Reason::ContextLength => "context_length",
             Reason::InBand => "in_band_error",
             Reason::Malformed => "malformed",
@@ -104,6 +107,9 @@ impl UpstreamError {
 fn classify_status(status: u16, vendor: &VendorError) -> (Reason, Decision) {
     let code = vendor.code.as_deref().unwrap_or("").to_ascii_lowercase();
     let message = vendor.message.to_ascii_lowercase();
+    if matches!(status, 400 | 401 | 403) && is_account_disabled(&code, &message) {
+        return (Reason::AccountDisabled, Decision::Failover);
+    }
     match status {
         429 => (Reason::RateLimited, Decision::Failover),
         529 => (Reason::Overloaded, Decision::Failover),
@@ -127,6 +133,17 @@ fn classify_status(status: u16, vendor: &VendorError) -> (Reason, Decision) {
         }
         _ => (Reason::ClientError, Decision::Stop),
     }
+}
+
+/// OpenAI 401 `account_deactivated`, Anthropic 400 "organization has been
+/// disabled", Gemini 403 `CONSUMER_SUSPENDED`.
+fn is_account_disabled(code: &str, message: &str) -> bool {
+    code.contains("account_deactivated")
+        || code.contains("consumer_suspended")
+        || message.contains("consumer_suspended")
+        || message.contains("organization has been disabled")
+        || message.contains("account has been deactivated")
+        || message.contains("account has been disabled")
 }
 
 fn is_context_length(code: &str, message: &str) -> bool {
@@ -167,6 +184,13 @@ pub enum GatewayError {
         route: String,
         attempts: Vec<Attempt>,
     },
+    /// Every target is suspended or ejected: answered at once, no attempt.
+    #[error("route `{route}`: every target is out ({})", .skipped.iter().map(|(t, why)| format!("{t}: {why}")).collect::<Vec<_>>().join(", "))]
+    AllOut {
+        route: String,
+        skipped: Vec<(String, String)>,
+        retry_after: Duration,
+    },
     #[error("upstream rejected the request")]
     Rejected { status: u16, vendor: VendorError },
 }
@@ -203,6 +227,10 @@ impl GatewayError {
                 ApiError::new(kind, format!("the backend rejected the request: {}", vendor.message))
             }
             GatewayError::Exhausted { route, attempts } => exhausted(route, attempts),
+            GatewayError::AllOut { retry_after, .. } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..ApiError::new(ErrorKind::Overloaded, self.to_string())
+            },
         }
     }
 }
@@ -239,5 +267,83 @@ fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
                 tried.join(", ")
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: &str, message: &str) -> (Reason, Decision) {
+        UpstreamError::Status {
+            status,
+            vendor: VendorError {
+                code: Some(code.into()),
+                message: message.into(),
+            },
+            retry_after: None,
+        }
+        .classify()
+    }
+
+    #[test]
+    fn classification_follows_the_failover_rules() {
+        use Decision::*;
+        assert_eq!(
+            status(500, "api_error", ""),
+            (Reason::ServerError, Failover)
+        );
+        assert_eq!(
+            status(529, "overloaded_error", ""),
+            (Reason::Overloaded, Failover)
+        );
+        assert_eq!(
+            status(429, "rate_limit_error", ""),
+            (Reason::RateLimited, Failover)
+        );
+        assert_eq!(
+            status(404, "model_not_found", ""),
+            (Reason::ModelUnavailable, Failover)
+        );
+        assert_eq!(
+            status(400, "invalid_request_error", "bad"),
+            (Reason::ClientError, Stop)
+        );
+        assert_eq!(
+            status(400, "content_filter", "no"),
+            (Reason::ContentPolicy, Stop)
+        );
+        assert_eq!(
+            status(
+                400,
+                "invalid_request_error",
+                "prompt is too long: 300000 tokens"
+            ),
+            (Reason::ContextLength, FailoverToLargerWindow)
+        );
+        assert_eq!(
+            status(401, "account_deactivated", "x"),
+            (Reason::AccountDisabled, Failover)
+        );
+        assert_eq!(
+            status(
+                400,
+                "invalid_request_error",
+                "This organization has been disabled."
+            ),
+            (Reason::AccountDisabled, Failover)
+        );
+        assert_eq!(
+            status(403, "PERMISSION_DENIED", "CONSUMER_SUSPENDED"),
+            (Reason::AccountDisabled, Failover)
+        );
+        assert_eq!(
+            UpstreamError::Connect.classify(),
+            (Reason::Connect, Failover)
+        );
+        assert_eq!(
+            UpstreamError::FirstTokenTimeout(Duration::from_secs(1)).classify(),
+            (Reason::FirstToken, Failover)
+        );
     }
 }

@@ -13,6 +13,8 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, AuthMode, Config, ConfigError};
+use crate::events::{EventLog, NewEvent};
+use crate::health::{self, Registry, Suspension};
 use crate::policy::Table;
 use crate::provider::{EnvLookup, Provider, ProviderError};
 
@@ -25,6 +27,17 @@ pub enum LoadError {
     Provider(#[from] ProviderError),
     #[error("auth.keys_env: env var {0} is not set")]
     KeysEnv(String),
+    #[error(transparent)]
+    State(#[from] health::PersistError),
+}
+
+/// Why an ops action on a target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("unknown target `{0}`")]
+    UnknownTarget(String),
+    #[error(transparent)]
+    Persist(#[from] health::PersistError),
 }
 
 impl LoadError {
@@ -65,6 +78,9 @@ pub struct Snapshot {
     pub table: Table,
     pub providers: BTreeMap<String, Arc<Provider>>,
     pub auth: Auth,
+    /// Health of every target and budget of every route, carried over
+    /// from the previous snapshot by name.
+    pub health: Registry,
 }
 
 impl Snapshot {
@@ -75,6 +91,7 @@ impl Snapshot {
         version: u64,
         previous: Option<&Snapshot>,
         env: &EnvLookup,
+        epoch: tokio::time::Instant,
     ) -> Result<Snapshot, LoadError> {
         let mut providers = BTreeMap::new();
         for (name, cfg) in &config.providers {
@@ -102,12 +119,20 @@ impl Snapshot {
                 )
             }
         };
+        let health = Registry::carry_over(
+            previous.map(|p| &p.health),
+            config.targets.keys(),
+            config.routes.keys(),
+            epoch,
+            config.health.retry_floor_per_sec,
+        );
         Ok(Snapshot {
             version,
             table: Table::compile(&config),
             config,
             providers,
             auth,
+            health,
         })
     }
 }
@@ -115,6 +140,12 @@ impl Snapshot {
 /// The process-wide live state.
 pub struct Live {
     current: ArcSwap<Snapshot>,
+    pub events: EventLog,
+    epoch: tokio::time::Instant,
+    /// Problems of the last rejected reload, until one is applied.
+    pub last_reload_error: arc_swap::ArcSwapOption<Vec<String>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
     /// Where `reload` reads from; `None` for the embedded demo table.
     path: Option<PathBuf>,
     env: EnvLookup,
@@ -123,9 +154,29 @@ pub struct Live {
 
 impl Live {
     /// Builds the first snapshot; a failure here stops the process.
+    /// Restores saved suspensions. Must run inside a tokio runtime.
     pub fn new(config: Config, path: Option<PathBuf>, env: EnvLookup) -> Result<Live, LoadError> {
-        let snapshot = Snapshot::build(config, 1, None, &env)?;
+        let epoch = tokio::time::Instant::now();
+        let saved = match &config.gateway.state_file {
+            Some(p) => health::load_suspensions(p)?,
+            None => BTreeMap::new(),
+        };
+        let events = EventLog::new(config.gateway.events_file.clone());
+        let mut snapshot = Snapshot::build(config, 1, None, &env, epoch)?;
+        for (name, s) in saved {
+            let h = snapshot
+                .health
+                .targets
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(health::TargetHealth::new(&name, epoch)));
+            h.suspend(s);
+        }
         Ok(Live {
+            events,
+            epoch,
+            last_reload_error: arc_swap::ArcSwapOption::empty(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
             env,
             next_version: AtomicU64::new(snapshot.version + 1),
             current: ArcSwap::from_pointee(snapshot),
@@ -138,20 +189,147 @@ impl Live {
         self.current.load_full()
     }
 
-    /// Re-reads the routes file; on any error nothing changes.
-    pub fn reload(&self) -> Result<u64, LoadError> {
+    /// Re-reads the routes file; on any error nothing changes, and the
+    /// error is kept for the admin API and counted.
+    pub fn reload(&self, actor: &str) -> Result<u64, LoadError> {
         let Some(path) = &self.path else {
             return Ok(self.load().version);
         };
-        let config = config::load_file(path)?;
-        self.apply(config)
+        let before = self.load().version.to_string();
+        let result = config::load_file(path)
+            .map_err(LoadError::from)
+            .and_then(|config| self.apply(config));
+        match &result {
+            Ok(v) => {
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.last_reload_error.store(None);
+                self.events.emit(NewEvent {
+                    kind: "reload",
+                    actor,
+                    target: None,
+                    reason: "routes file re-read",
+                    before: &before,
+                    after: &v.to_string(),
+                });
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                let problems = e.problems();
+                self.events.emit(NewEvent {
+                    kind: "reload_rejected",
+                    actor,
+                    target: None,
+                    reason: &problems.join("; "),
+                    before: &before,
+                    after: &before,
+                });
+                self.last_reload_error.store(Some(Arc::new(problems)));
+            }
+        }
+        result
     }
 
-    /// Validates a config already parsed, builds, then swaps atomically.
+    /// Builds a snapshot from a validated config, then swaps atomically.
     pub fn apply(&self, config: Config) -> Result<u64, LoadError> {
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let snapshot = Snapshot::build(config, version, Some(&self.load()), &self.env)?;
+        let snapshot = Snapshot::build(config, version, Some(&self.load()), &self.env, self.epoch)?;
         self.current.store(Arc::new(snapshot));
         Ok(version)
     }
+
+    /// Takes a target out of every route at once, until resumed or `ttl`.
+    pub async fn suspend(
+        &self,
+        target: &str,
+        reason: &str,
+        actor: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Suspension, OpsError> {
+        let snap = self.load();
+        let h = snap
+            .health
+            .targets
+            .get(target)
+            .filter(|_| snap.table.targets.contains_key(target))
+            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
+        let before = h.state(tokio::time::Instant::now()).as_str();
+        let now = unix_now();
+        let s = Suspension {
+            reason: reason.to_string(),
+            actor: actor.to_string(),
+            since: now,
+            until: ttl.map(|d| now + d.as_secs().max(1)),
+        };
+        h.suspend(s.clone());
+        self.persist(&snap).await?;
+        self.events.emit(NewEvent {
+            kind: "suspend",
+            actor,
+            target: Some(target),
+            reason,
+            before,
+            after: "suspended",
+        });
+        Ok(s)
+    }
+
+    /// Puts a target back; `Ok(None)` if it was not suspended.
+    pub async fn resume(
+        &self,
+        target: &str,
+        actor: &str,
+        kind: &'static str,
+    ) -> Result<Option<Suspension>, OpsError> {
+        let snap = self.load();
+        let h = snap
+            .health
+            .targets
+            .get(target)
+            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
+        let Some(old) = h.resume(actor) else {
+            return Ok(None);
+        };
+        self.persist(&snap).await?;
+        let after = h.state(tokio::time::Instant::now()).as_str();
+        self.events.emit(NewEvent {
+            kind,
+            actor,
+            target: Some(target),
+            reason: &old.reason,
+            before: "suspended",
+            after,
+        });
+        Ok(Some(old))
+    }
+
+    /// Lifts suspensions whose TTL has passed, with an event each.
+    pub async fn expire_suspensions(&self) {
+        let now = unix_now();
+        let expired: Vec<String> = self
+            .load()
+            .health
+            .suspensions()
+            .into_iter()
+            .filter(|(_, s)| s.until.is_some_and(|u| u <= now))
+            .map(|(name, _)| name)
+            .collect();
+        for name in expired {
+            if let Err(e) = self.resume(&name, "ttl", "suspension_expired").await {
+                tracing::warn!(target_name = %name, error = %e, "cannot lift an expired suspension");
+            }
+        }
+    }
+
+    async fn persist(&self, snap: &Snapshot) -> Result<(), OpsError> {
+        if let Some(path) = &snap.config.gateway.state_file {
+            health::save_suspensions(path, snap.health.suspensions()).await?;
+        }
+        Ok(())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,18 +1,22 @@
 //! The control plane, on its own listener (loopback by default): health,
-//! readiness, the live table, and reload. Every `/admin` call needs the
-//! admin bearer token.
+//! readiness, the live table with each target's state, suspend / resume,
+//! reload and the audit trail. Every `/admin` call needs the admin bearer
+//! token, compared in constant time.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::Live;
+use crate::state::{Live, OpsError};
 
 #[derive(Clone)]
 struct Admin {
@@ -28,12 +32,19 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
     let protected = Router::new()
         .route("/admin/routes", get(routes))
         .route("/admin/reload", post(reload))
+        .route("/admin/targets/{target}/suspend", post(suspend))
+        .route("/admin/targets/{target}/resume", post(resume))
+        .route("/admin/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .merge(protected)
         .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
 }
 
 async fn require_token(State(admin): State<Admin>, req: Request, next: Next) -> Response {
@@ -44,11 +55,10 @@ async fn require_token(State(admin): State<Admin>, req: Request, next: Next) -> 
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), admin.token.as_bytes()) => next.run(req).await,
-        _ => (
+        _ => error(
             StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "missing or wrong admin token (Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN)"})),
-        )
-            .into_response(),
+            "missing or wrong admin token (Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN)",
+        ),
     }
 }
 
@@ -56,8 +66,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Who did it: `x-switchyard-actor` (the CLI sends the user name), else
+/// "admin-api".
+fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-switchyard-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("admin-api")
+        .to_string()
+}
+
 async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
     let snap = admin.live.load();
+    let now = tokio::time::Instant::now();
     let routes: serde_json::Map<String, serde_json::Value> = snap
         .table
         .routes
@@ -72,28 +94,116 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
         .targets
         .values()
         .map(|t| {
+            let h = snap.health.targets.get(&t.name);
+            let state = h.map_or("healthy", |h| h.state(now).as_str());
+            let (since, why) = h.map(|h| h.last_change()).unwrap_or_default();
+            let suspension = h.and_then(|h| h.suspension());
             (
                 t.name.clone(),
-                json!({"provider": t.provider, "model": t.model, "state": "healthy"}),
+                json!({
+                    "provider": t.provider,
+                    "model": t.model,
+                    "state": state,
+                    "since": since,
+                    "why": why,
+                    "suspension": suspension,
+                    "requests": h.map_or(0, |h| h.requests.load(Ordering::Relaxed)),
+                    "failures": h.map_or(0, |h| h.failures.load(Ordering::Relaxed)),
+                }),
             )
         })
         .collect();
-    Json(json!({"version": snap.version, "routes": routes, "targets": targets}))
+    let reload_error = admin
+        .live
+        .last_reload_error
+        .load_full()
+        .map(|p| (*p).clone());
+    Json(json!({
+        "version": snap.version,
+        "routes": routes,
+        "targets": targets,
+        "last_reload_error": reload_error,
+    }))
 }
 
-async fn reload(State(admin): State<Admin>) -> Response {
-    match admin.live.reload() {
-        Ok(version) => {
-            tracing::info!(version, "routes reloaded");
-            Json(json!({"version": version})).into_response()
-        }
+async fn reload(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    match admin.live.reload(&actor(&headers)) {
+        Ok(version) => Json(json!({"version": version})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "reload rejected; the old table keeps serving");
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "reload rejected", "problems": e.problems()})),
+                Json(json!({"error": "reload rejected; the old table keeps serving", "problems": e.problems()})),
             )
                 .into_response()
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SuspendBody {
+    reason: Option<String>,
+    #[serde(rename = "for", default, with = "humantime_serde")]
+    for_: Option<Duration>,
+}
+
+async fn suspend(
+    State(admin): State<Admin>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: SuspendBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SuspendBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+        }
+    };
+    let reason = parsed.reason.unwrap_or_else(|| "suspended by ops".into());
+    match admin
+        .live
+        .suspend(&target, &reason, &actor(&headers), parsed.for_)
+        .await
+    {
+        Ok(s) => {
+            Json(json!({"target": target, "state": "suspended", "suspension": s})).into_response()
+        }
+        Err(e) => ops_error(e),
+    }
+}
+
+async fn resume(
+    State(admin): State<Admin>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match admin.live.resume(&target, &actor(&headers), "resume").await {
+        Ok(Some(old)) => {
+            Json(json!({"target": target, "resumed": true, "was": old})).into_response()
+        }
+        Ok(None) => {
+            Json(json!({"target": target, "resumed": false, "note": "it was not suspended"}))
+                .into_response()
+        }
+        Err(e) => ops_error(e),
+    }
+}
+
+fn ops_error(e: OpsError) -> Response {
+    match e {
+        OpsError::UnknownTarget(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        OpsError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+async fn events(State(admin): State<Admin>, Query(q): Query<Since>) -> Json<serde_json::Value> {
+    Json(json!({"events": admin.live.events.since(q.since.unwrap_or(0))}))
 }

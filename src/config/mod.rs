@@ -26,6 +26,7 @@ pub use validate::validate;
 pub struct Config {
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
+    pub health: HealthConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
@@ -40,6 +41,10 @@ pub struct GatewayConfig {
     pub admin_listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Where suspensions are kept across restarts; none: in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Where the audit trail is appended as JSONL; none: in memory only.
+    pub events_file: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +53,46 @@ impl Default for GatewayConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             admin_listen: ([127, 0, 0, 1], 9901).into(),
             max_body_bytes: 10 * 1024 * 1024,
+            state_file: None,
+            events_file: None,
+        }
+    }
+}
+
+/// Passive outlier detection: when a target is ejected and how it returns.
+/// No health check ever sends a request of its own: the probe is one live
+/// request let through when the back-off ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Eject after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// ...or when at least this share of attempts failed in the window...
+    pub error_rate: f64,
+    /// ...once the window holds at least this many attempts.
+    pub min_requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// First back-off; doubles with each consecutive ejection...
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    /// ...up to this cap.
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Retries per second per route allowed beyond the 20% budget.
+    pub retry_floor_per_sec: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            consecutive_failures: 5,
+            error_rate: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(10),
+            base_ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(30),
+            retry_floor_per_sec: 10,
         }
     }
 }
@@ -150,6 +195,18 @@ pub struct RouteConfig {
     /// What to do with a target that cannot honour the request.
     #[serde(default)]
     pub on_unsupported: OnUnsupported,
+    /// Longest `Retry-After` of a 429 worth waiting for on the same target;
+    /// a longer one fails over at once.
+    #[serde(default = "defaults::max_retry_wait", with = "humantime_serde")]
+    pub max_retry_wait: Duration,
+    /// Commit window: hold the first N content events of a stream before
+    /// anything reaches the app, so a failure inside it fails over
+    /// invisibly. 0 = off.
+    #[serde(default)]
+    pub commit_tokens: u32,
+    /// Commit window by time; ends at whichever of the two comes first.
+    #[serde(default, with = "humantime_serde")]
+    pub commit_time: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +229,9 @@ mod defaults {
     }
     pub fn first_token_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn max_retry_wait() -> Duration {
+        Duration::from_secs(2)
     }
     pub fn idle_timeout() -> Duration {
         Duration::from_secs(60)

@@ -19,6 +19,22 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
             "mode \"keys\" needs keys_env: the env var that lists the app keys".into(),
         ));
     }
+    let h = &cfg.health;
+    if h.consecutive_failures == 0 {
+        out.push((
+            "health.consecutive_failures".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if !(h.error_rate > 0.0 && h.error_rate <= 1.0) {
+        out.push(("health.error_rate".into(), "must be in (0, 1]".into()));
+    }
+    if h.window.is_zero() || h.base_ejection.is_zero() || h.max_ejection < h.base_ejection {
+        out.push((
+            "health.max_ejection".into(),
+            "window and base_ejection must be > 0, and max_ejection >= base_ejection".into(),
+        ));
+    }
     for (name, p) in &cfg.providers {
         let key = format!("providers.{name}");
         let url_ok = p.base_url.starts_with("http://") || p.base_url.starts_with("https://");

@@ -95,7 +95,7 @@ async fn handle(
     let fwd = Forwarded {
         anthropic_version: parts.headers.get("anthropic-version").cloned(),
     };
-    match crate::failover::serve(&snapshot, route, &request, &fwd).await {
+    match crate::failover::serve(live, &snapshot, route, &request, &fwd).await {
         Ok(served) => respond::answer(dialect, &route.name, served),
         Err(e) => respond::error(dialect, &e),
     }

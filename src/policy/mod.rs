@@ -51,9 +51,15 @@ pub struct Route {
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
     pub on_unsupported: OnUnsupported,
+    pub max_retry_wait: Duration,
+    pub commit_tokens: u32,
+    pub commit_time: Option<Duration>,
 }
 
-/// The targets to try for one request, in order, and why others were left out.
+/// The targets that can honour one request, in order, and why others were
+/// left out. Whether each may take traffic *now* (suspended, ejected) is
+/// asked by the failover loop right before it tries it, so that a probe is
+/// only claimed for a target that is really tried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub targets: Vec<Arc<Target>>,
@@ -61,27 +67,18 @@ pub struct Plan {
 }
 
 /// The request must fail before any attempt: the chosen target cannot
-/// honour it and the route says so, or nothing is left to try.
+/// honour it and the route says so, or no target can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanError(pub String);
 
 impl Route {
-    /// Chooses the targets to try: in order, skipping those `available`
-    /// rules out (suspended, ejected) and those that cannot honour `req`.
-    pub fn plan(
-        &self,
-        req: &ChatRequest,
-        available: impl Fn(&Target) -> Result<(), String>,
-    ) -> Result<Plan, PlanError> {
+    /// Chooses the targets that can honour `req`, in priority order.
+    pub fn plan(&self, req: &ChatRequest) -> Result<Plan, PlanError> {
         let mut plan = Plan {
             targets: Vec::with_capacity(self.targets.len()),
             skipped: Vec::new(),
         };
         for t in &self.targets {
-            if let Err(why) = available(t) {
-                plan.skipped.push((t.name.clone(), why));
-                continue;
-            }
             if let Some(why) = t.unsupported(req) {
                 if self.on_unsupported == OnUnsupported::Fail {
                     return Err(PlanError(why));
@@ -91,7 +88,6 @@ impl Route {
             }
             plan.targets.push(t.clone());
         }
-        plan.targets.truncate(self.max_attempts);
         if plan.targets.is_empty() {
             let why = plan
                 .skipped
@@ -143,11 +139,15 @@ impl Table {
                     .collect();
                 let route = Route {
                     name: name.clone(),
-                    max_attempts: r.max_attempts.map_or(chain.len(), |n| n as usize),
+                    // One per target, plus one same-target retry.
+                    max_attempts: r.max_attempts.map_or(chain.len() + 1, |n| n as usize),
                     targets: chain,
                     first_token_timeout: r.first_token_timeout,
                     idle_timeout: r.idle_timeout,
                     on_unsupported: r.on_unsupported,
+                    max_retry_wait: r.max_retry_wait,
+                    commit_tokens: r.commit_tokens,
+                    commit_time: r.commit_time,
                 };
                 (name.clone(), route)
             })
@@ -181,6 +181,9 @@ mod tests {
             first_token_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             on_unsupported,
+            max_retry_wait: Duration::from_secs(1),
+            commit_tokens: 0,
+            commit_time: None,
         }
     }
 
@@ -196,9 +199,7 @@ mod tests {
 
     #[test]
     fn skips_targets_that_cannot_honour_the_request() {
-        let plan = route(OnUnsupported::Skip)
-            .plan(&image_request(), |_| Ok(()))
-            .unwrap();
+        let plan = route(OnUnsupported::Skip).plan(&image_request()).unwrap();
         let names: Vec<_> = plan.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(plan.skipped[0].0, "a");
@@ -207,27 +208,17 @@ mod tests {
     #[test]
     fn fail_policy_rejects_instead_of_skipping() {
         let err = route(OnUnsupported::Fail)
-            .plan(&image_request(), |_| Ok(()))
+            .plan(&image_request())
             .unwrap_err();
         assert!(err.0.contains("does not accept images"));
     }
 
     #[test]
-    fn unavailable_targets_are_skipped_and_an_empty_plan_is_an_error() {
-        let plan = route(OnUnsupported::Skip)
-            .plan(&ChatRequest::default(), |t| {
-                if t.name == "a" {
-                    Err("suspended".into())
-                } else {
-                    Ok(())
-                }
-            })
-            .unwrap();
-        assert_eq!(plan.targets[0].name, "b");
-        let err = route(OnUnsupported::Skip)
-            .plan(&ChatRequest::default(), |_| Err("suspended".into()))
-            .unwrap_err();
-        assert!(err.0.contains("a: suspended"));
+    fn a_plan_with_no_capable_target_is_an_error() {
+        let mut r = route(OnUnsupported::Skip);
+        r.targets.truncate(1);
+        let err = r.plan(&image_request()).unwrap_err();
+        assert!(err.0.contains("a does not accept images"), "{}", err.0);
     }
 
     #[test]

@@ -1,0 +1,344 @@
+//! Per-target runtime state that outlives any one routes table: ops
+//! suspensions, passive outlier ejection with probing, counters, and the
+//! per-route retry budgets.
+//!
+//! Keyed by target name (provider + model, never per provider), so a reload
+//! that keeps a name keeps its state. Everything on the request path is an
+//! atomic or an `ArcSwap` load: no lock that an ops flip or a reload can hold.
+//! Time comes from `tokio::time::Instant`, so tests run on a paused clock.
+
+mod budget;
+mod persist;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+pub use budget::RetryBudget;
+pub use persist::{load_suspensions, save_suspensions, PersistError};
+
+use crate::config::HealthConfig;
+
+/// What ops see for a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Healthy,
+    /// Serving, but its last attempts failed.
+    Degraded,
+    /// Taken out by outlier detection until its back-off ends.
+    Ejected,
+    /// Taken out by ops; never probed.
+    Suspended,
+}
+
+impl TargetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Healthy => "healthy",
+            TargetState::Degraded => "degraded",
+            TargetState::Ejected => "ejected",
+            TargetState::Suspended => "suspended",
+        }
+    }
+}
+
+/// An ops suspension: who, why, since when, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub reason: String,
+    pub actor: String,
+    /// Unix seconds.
+    pub since: u64,
+    /// Unix seconds; `None` until resumed.
+    pub until: Option<u64>,
+}
+
+/// May this target take a request now?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Ok,
+    /// Its ejection ended and this request is the one probe let through.
+    Probe,
+    Suspended(String),
+    /// Ejected; the value says for how much longer.
+    Ejected(Duration),
+}
+
+/// How an attempt ended, as far as health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// A failure of the target (5xx, timeout, reset, unavailable...).
+    Failure,
+    /// Not the target's fault (the request was bad): no effect on health.
+    Neutral,
+}
+
+/// A state change worth an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Ejected { backoff: Duration, why: String },
+    Recovered,
+}
+
+/// Runtime state of one target.
+#[derive(Debug)]
+pub struct TargetHealth {
+    pub name: String,
+    epoch: Instant,
+    suspension: ArcSwapOption<Suspension>,
+    consecutive: AtomicU32,
+    /// Consecutive ejections, for the growing back-off.
+    ejections: AtomicU32,
+    /// Milliseconds since `epoch` when the ejection ends; 0 = not ejected.
+    ejected_until: AtomicU64,
+    probing: AtomicBool,
+    /// Error-rate window: start (ms since epoch), requests, failures.
+    window_start: AtomicU64,
+    window_requests: AtomicU32,
+    window_failures: AtomicU32,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    /// Unix seconds of the last state change, for "since when".
+    changed_at: AtomicU64,
+    why: ArcSwap<String>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TargetHealth {
+    pub fn new(name: &str, epoch: Instant) -> TargetHealth {
+        TargetHealth {
+            name: name.to_string(),
+            epoch,
+            suspension: ArcSwapOption::empty(),
+            consecutive: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            window_start: AtomicU64::new(0),
+            window_requests: AtomicU32::new(0),
+            window_failures: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            changed_at: AtomicU64::new(unix_now()),
+            why: ArcSwap::from_pointee(String::new()),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        // +1 so that 0 can mean "not ejected" even at the epoch.
+        now.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+
+    fn note(&self, why: String) {
+        self.changed_at.store(unix_now(), Ordering::Relaxed);
+        self.why.store(Arc::new(why));
+    }
+
+    /// Whether a request may go to this target now. Lets exactly one
+    /// request through as the probe when an ejection has run out.
+    pub fn admit(&self, now: Instant) -> Admission {
+        if let Some(s) = self.suspension.load().as_ref() {
+            // An expired TTL admits at once; the sweeper records the event.
+            if s.until.is_none_or(|u| u > unix_now()) {
+                return Admission::Suspended(s.reason.clone());
+            }
+        }
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Admission::Ok;
+        }
+        let at = self.ms(now);
+        if at < until {
+            return Admission::Ejected(Duration::from_millis(until - at));
+        }
+        match self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Admission::Probe,
+            Err(_) => Admission::Ejected(Duration::ZERO),
+        }
+    }
+
+    /// Records how an attempt ended; returns a transition when one happened.
+    pub fn record(&self, outcome: Outcome, now: Instant, cfg: &HealthConfig) -> Option<Transition> {
+        if outcome == Outcome::Neutral {
+            return None;
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let at = self.ms(now);
+        self.roll_window(at, cfg);
+        self.window_requests.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::Success {
+            self.consecutive.store(0, Ordering::Relaxed);
+            let was_ejected = self.ejected_until.swap(0, Ordering::AcqRel) != 0;
+            self.probing.store(false, Ordering::Release);
+            if was_ejected {
+                self.ejections.store(0, Ordering::Relaxed);
+                self.note("recovered: a probe succeeded".into());
+                return Some(Transition::Recovered);
+            }
+            return None;
+        }
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let failures = self.window_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let consecutive = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        let requests = self.window_requests.load(Ordering::Relaxed);
+        let probe_failed = self.probing.swap(false, Ordering::AcqRel);
+        let why = if probe_failed {
+            Some("the probe failed".to_string())
+        } else if self.ejected_until.load(Ordering::Acquire) != 0 {
+            None // already ejected: a request that was in flight
+        } else if consecutive >= cfg.consecutive_failures {
+            Some(format!("{consecutive} consecutive failures"))
+        } else if requests >= cfg.min_requests
+            && f64::from(failures) >= cfg.error_rate * f64::from(requests)
+        {
+            Some(format!("{failures} of {requests} attempts failed"))
+        } else {
+            None
+        };
+        why.map(|why| self.eject(at, cfg, why))
+    }
+
+    fn roll_window(&self, at: u64, cfg: &HealthConfig) {
+        let start = self.window_start.load(Ordering::Relaxed);
+        if at.saturating_sub(start) >= cfg.window.as_millis() as u64
+            && self
+                .window_start
+                .compare_exchange(start, at, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.window_requests.store(0, Ordering::Relaxed);
+            self.window_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn eject(&self, at: u64, cfg: &HealthConfig, why: String) -> Transition {
+        let n = self.ejections.fetch_add(1, Ordering::AcqRel);
+        let backoff = cfg
+            .base_ejection
+            .saturating_mul(1u32 << n.min(16))
+            .min(cfg.max_ejection);
+        self.ejected_until
+            .store(at + backoff.as_millis() as u64, Ordering::Release);
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.note(format!(
+            "ejected for {}: {why}",
+            humantime::format_duration(backoff)
+        ));
+        Transition::Ejected { backoff, why }
+    }
+
+    /// Gives back a probe that never reported an outcome.
+    pub fn release_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// Ejects at once for `backoff` (a disabled vendor account).
+    pub fn force_eject(&self, now: Instant, backoff: Duration, why: &str) {
+        self.ejected_until
+            .store(self.ms(now) + backoff.as_millis() as u64, Ordering::Release);
+        self.note(format!(
+            "ejected for {}: {why}",
+            humantime::format_duration(backoff)
+        ));
+    }
+
+    pub fn suspend(&self, s: Suspension) {
+        self.note(format!("suspended by {}: {}", s.actor, s.reason));
+        self.suspension.store(Some(Arc::new(s)));
+    }
+
+    /// Lifts a suspension; returns it if there was one.
+    pub fn resume(&self, actor: &str) -> Option<Suspension> {
+        let old = self.suspension.swap(None)?;
+        self.note(format!("resumed by {actor}"));
+        Some((*old).clone())
+    }
+
+    pub fn suspension(&self) -> Option<Suspension> {
+        self.suspension.load().as_deref().cloned()
+    }
+
+    pub fn state(&self, now: Instant) -> TargetState {
+        if self.suspension.load().is_some() {
+            return TargetState::Suspended;
+        }
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until != 0 && self.ms(now) < until {
+            TargetState::Ejected
+        } else if until != 0 || self.consecutive.load(Ordering::Relaxed) > 0 {
+            TargetState::Degraded
+        } else {
+            TargetState::Healthy
+        }
+    }
+
+    /// Unix seconds of the last change, and what it was.
+    pub fn last_change(&self) -> (u64, String) {
+        (
+            self.changed_at.load(Ordering::Relaxed),
+            (**self.why.load()).clone(),
+        )
+    }
+}
+
+/// All targets' health and all routes' budgets, by name.
+///
+/// Rebuilt on reload by [`Registry::carry_over`], which keeps the entries of
+/// names that still exist, so state survives while the maps stay read-only.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub targets: BTreeMap<String, Arc<TargetHealth>>,
+    pub budgets: BTreeMap<String, Arc<RetryBudget>>,
+}
+
+impl Registry {
+    /// Entries for `targets` and `routes`, reusing those of `previous`.
+    /// Entries of names that disappeared are kept too, so a suspension of a
+    /// target removed and later re-added is not forgotten.
+    pub fn carry_over<'a>(
+        previous: Option<&Registry>,
+        targets: impl Iterator<Item = &'a String>,
+        routes: impl Iterator<Item = &'a String>,
+        epoch: Instant,
+        budget_floor: u32,
+    ) -> Registry {
+        let mut next = previous.cloned().unwrap_or_default();
+        for t in targets {
+            next.targets
+                .entry(t.clone())
+                .or_insert_with(|| Arc::new(TargetHealth::new(t, epoch)));
+        }
+        for r in routes {
+            next.budgets
+                .entry(r.clone())
+                .or_insert_with(|| Arc::new(RetryBudget::new(epoch, budget_floor)));
+        }
+        next
+    }
+
+    /// Every active suspension, for persistence.
+    pub fn suspensions(&self) -> BTreeMap<String, Suspension> {
+        self.targets
+            .iter()
+            .filter_map(|(name, h)| h.suspension().map(|s| (name.clone(), s)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
