@@ -70,14 +70,52 @@ pub async fn attempt(
             Ok(None) => return Err(UpstreamError::Truncated),
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(events))) => {
-                let content = events.iter().any(StreamEvent::is_content);
+                let content = events.iter().filter(|e| e.is_content()).count();
                 head.extend(events);
-                if content {
+                if content > 0 {
+                    commit(route, &mut head, &mut rest, content).await?;
                     return Ok(Answer::Stream { head, rest });
                 }
             }
         }
     }
+}
+
+/// The commit window (opt-in per route): keeps reading until `commit_tokens`
+/// content events or `commit_time` have passed, whichever comes first, or
+/// the answer finished. Nothing has reached the app yet, so a failure in
+/// here still fails over invisibly.
+async fn commit(
+    route: &Route,
+    head: &mut Vec<StreamEvent>,
+    rest: &mut EventStream,
+    mut seen: usize,
+) -> Result<(), UpstreamError> {
+    if route.commit_tokens == 0 && route.commit_time.is_none() {
+        return Ok(());
+    }
+    let until = route.commit_time.map(|d| Instant::now() + d);
+    let enough = |seen: usize| route.commit_tokens > 0 && seen >= route.commit_tokens as usize;
+    while !enough(seen) && !head.iter().any(|e| matches!(e, StreamEvent::Finish(_))) {
+        let next = match until {
+            Some(t) => match tokio::time::timeout_at(t, rest.next()).await {
+                Err(_) => return Ok(()),
+                Ok(next) => next,
+            },
+            None => rest.next().await,
+        };
+        match next {
+            // The stream ended: whether it was complete is for the caller's
+            // stream to tell, as it would be without a commit window.
+            None => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(events)) => {
+                seen += events.iter().filter(|e| e.is_content()).count();
+                head.extend(events);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn dialect_decode_response(dialect: Dialect, body: &[u8]) -> Result<ChatResponse, UpstreamError> {

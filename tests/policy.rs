@@ -1,0 +1,394 @@
+//! The policy table's rules against the real simulator: suspension, ejection
+//! and probing, retries, the commit window, all-out answers, persistence.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, user, Env, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use switchyard::sim::{Knobs, Vendor};
+
+const CLAUDE: (Vendor, &str) = (Vendor::Anthropic, "claude-sonnet-4-5");
+const GPT: (Vendor, &str) = (Vendor::Openai, "gpt-5");
+
+fn target(resp: &reqwest::Response) -> String {
+    resp.headers()["x-switchyard-target"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+impl Env {
+    async fn admin(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let req = match body {
+            Some(b) => self.http.post(self.admin_url(path)).json(&b),
+            None if path.ends_with("resume") || path.ends_with("reload") => {
+                self.http.post(self.admin_url(path))
+            }
+            None => self.http.get(self.admin_url(path)),
+        };
+        let resp = req
+            .bearer_auth(ADMIN_TOKEN)
+            .header("x-switchyard-actor", "alice")
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn state(&self, target: &str) -> String {
+        let (_, v) = self.admin("/admin/routes", None).await;
+        v["targets"][target]["state"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    }
+
+    async fn events(&self, kind: &str) -> Vec<Value> {
+        let (_, v) = self.admin("/admin/events", None).await;
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn suspending_a_target_moves_traffic_from_the_next_request_and_is_audited() {
+    let env = start(|_| {}).await;
+    assert_eq!(target(&env.openai(user("frontier", "a")).await), "claude");
+    let (status, v) = env
+        .admin(
+            "/admin/targets/claude/suspend",
+            Some(json!({"reason": "vendor order", "for": "2h"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["suspension"]["actor"], "alice");
+    let before = env.sim.count(CLAUDE.0, CLAUDE.1);
+    for _ in 0..5 {
+        let resp = env.openai(user("frontier", "b")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(target(&resp), "gpt");
+        assert_eq!(
+            resp.headers()["x-switchyard-attempts"],
+            "1",
+            "a suspended target is skipped, not tried"
+        );
+    }
+    assert_eq!(env.sim.count(CLAUDE.0, CLAUDE.1), before);
+    assert_eq!(env.state("claude").await, "suspended");
+
+    let (status, _) = env.admin("/admin/targets/claude/resume", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(target(&env.openai(user("frontier", "c")).await), "claude");
+
+    let suspend = &env.events("suspend").await[0];
+    assert_eq!(
+        (suspend["actor"].as_str(), suspend["target"].as_str()),
+        (Some("alice"), Some("claude"))
+    );
+    assert_eq!(suspend["reason"], "vendor order");
+    assert_eq!(
+        (suspend["before"].as_str(), suspend["after"].as_str()),
+        (Some("healthy"), Some("suspended"))
+    );
+    assert_eq!(env.events("resume").await.len(), 1);
+
+    let (status, v) = env
+        .admin("/admin/targets/nobody/suspend", Some(json!({})))
+        .await;
+    assert_eq!(status, 404, "{v}");
+    let (status, _) = env
+        .admin(
+            "/admin/targets/claude/suspend",
+            Some(json!({"reason": "x", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(status, 400, "unknown fields are rejected");
+    let resp = env
+        .http
+        .post(env.admin_url("/admin/targets/claude/suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn a_suspension_with_a_ttl_expires_on_its_own() {
+    let env = start(|_| {}).await;
+    let (status, _) = env
+        .admin("/admin/targets/claude/suspend", Some(json!({"for": "1s"})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(target(&env.openai(user("frontier", "a")).await), "gpt");
+    assert!(eventually(|| async { !env.events("suspension_expired").await.is_empty() }).await);
+    assert_eq!(env.state("claude").await, "healthy");
+    assert_eq!(target(&env.openai(user("frontier", "b")).await), "claude");
+}
+
+#[tokio::test]
+async fn suspensions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let s1 = state.clone();
+    let env = start(move |c| c.gateway.state_file = Some(s1)).await;
+    env.admin(
+        "/admin/targets/claude/suspend",
+        Some(json!({"reason": "persist me"})),
+    )
+    .await;
+    env.gw.shutdown().await;
+
+    let s2 = state.clone();
+    let env = start(move |c| c.gateway.state_file = Some(s2)).await;
+    assert_eq!(env.state("claude").await, "suspended");
+    assert_eq!(
+        target(&env.openai(user("frontier", "after restart")).await),
+        "gpt"
+    );
+    let (_, v) = env.admin("/admin/routes", None).await;
+    assert_eq!(v["targets"]["claude"]["suspension"]["reason"], "persist me");
+    env.admin("/admin/targets/claude/resume", None).await;
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["suspensions"], json!({}));
+}
+
+#[tokio::test]
+async fn repeated_model_unavailable_answers_eject_and_tell_ops() {
+    let env = start(|c| c.health.base_ejection = Duration::from_secs(30)).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            suspended: true,
+            ..Knobs::default()
+        },
+    );
+    for _ in 0..10 {
+        let resp = env.openai(user("frontier", "x")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(target(&resp), "gpt");
+    }
+    // Five failures eject it; after that it is not tried at all.
+    assert_eq!(env.sim.count(CLAUDE.0, CLAUDE.1), 5);
+    assert_eq!(env.state("claude").await, "ejected");
+    let eject = &env.events("eject").await[0];
+    assert!(
+        eject["reason"]
+            .as_str()
+            .unwrap()
+            .contains("switchyard suspend claude"),
+        "{eject}"
+    );
+}
+
+#[tokio::test]
+async fn a_flapping_target_gets_its_traffic_back_after_one_probe() {
+    let env = start(|c| {
+        c.health.base_ejection = Duration::from_millis(300);
+        c.health.max_ejection = Duration::from_millis(600);
+    })
+    .await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            error_status: Some(503),
+            ..Knobs::default()
+        },
+    );
+    for _ in 0..6 {
+        assert_eq!(env.openai(user("frontier", "down")).await.status(), 200);
+    }
+    assert_eq!(env.state("claude").await, "ejected");
+    env.sim.clear_knobs();
+    // Back: once the back-off ends, one live request probes it and restores it.
+    assert!(
+        eventually(|| async { target(&env.openai(user("frontier", "up")).await) == "claude" })
+            .await
+    );
+    assert_eq!(env.state("claude").await, "healthy");
+    assert_eq!(env.events("recover").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_500_is_retried_once_on_the_same_target() {
+    let env = start(|_| {}).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            error_status: Some(500),
+            ..Knobs::default()
+        },
+    );
+    let resp = env.openai(user("frontier", "x")).await;
+    assert_eq!(target(&resp), "gpt");
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "3");
+    assert_eq!(env.sim.count(CLAUDE.0, CLAUDE.1), 2);
+}
+
+#[tokio::test]
+async fn a_short_retry_after_is_waited_for_on_the_same_target() {
+    let env = start(|_| {}).await;
+    // Every second request fails, starting with the first.
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            error_status: Some(429),
+            error_rate: Some(0.5),
+            retry_after_secs: Some(1),
+            ..Knobs::default()
+        },
+    );
+    let resp = env.openai(user("frontier", "x")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(target(&resp), "claude");
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
+    assert_eq!(env.sim.count(GPT.0, GPT.1), 0);
+}
+
+#[tokio::test]
+async fn a_timeout_is_never_retried_on_the_same_target() {
+    let env = start(|c| {
+        c.routes.get_mut("frontier").unwrap().first_token_timeout = Duration::from_millis(200)
+    })
+    .await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            latency_ms: 2_000,
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "x");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(target(&resp), "gpt");
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
+    assert_eq!(env.sim.count(CLAUDE.0, CLAUDE.1), 1);
+}
+
+#[tokio::test]
+async fn when_every_target_is_out_the_answer_is_one_fast_error_in_each_dialect() {
+    let env = start(|_| {}).await;
+    for t in ["claude", "gpt", "gemini", "local"] {
+        env.admin(
+            &format!("/admin/targets/{t}/suspend"),
+            Some(json!({"reason": "drill"})),
+        )
+        .await;
+    }
+    let resp = env.openai(user("frontier", "x")).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    for t in [
+        "claude: suspended (drill)",
+        "gpt: suspended",
+        "gemini: suspended",
+        "local: suspended",
+    ] {
+        assert!(msg.contains(t), "{msg}");
+    }
+    let resp = env
+        .http
+        .post(env.url("/v1/messages"))
+        .header("x-api-key", "k")
+        .json(&json!({"model": "frontier", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 529);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    let resp = env
+        .http
+        .post(env.url("/v1beta/models/frontier:generateContent"))
+        .header("x-goog-api-key", "k")
+        .json(&json!({"contents": [{"role": "user", "parts": [{"text": "x"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "UNAVAILABLE");
+    let total: u64 = env.sim.counts().values().sum();
+    assert_eq!(total, 0, "nothing was sent upstream");
+}
+
+#[tokio::test]
+async fn the_commit_window_turns_an_early_cut_into_an_invisible_failover() {
+    let env = start(|c| c.routes.get_mut("frontier").unwrap().commit_tokens = 6).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "x");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(target(&resp), "gpt");
+    let text = resp.text().await.unwrap();
+    assert!(
+        !text.contains("anthropic"),
+        "nothing from the cut stream reached the app: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn without_a_commit_window_an_early_cut_is_an_error_event() {
+    let env = start(|_| {}).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "x");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(target(&resp), "claude");
+    let mut text = Vec::new();
+    let mut s = resp.bytes_stream();
+    use futures::StreamExt;
+    while let Some(Ok(c)) = s.next().await {
+        text.extend_from_slice(&c);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(!text.contains("[DONE]"));
+}
