@@ -24,6 +24,8 @@ use crate::state::{Live, LoadError};
 pub enum StartError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Watch(#[from] crate::reload::WatchError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,6 +54,7 @@ pub struct Gateway {
     pub live: Arc<Live>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _watch: Option<crate::reload::Watch>,
 }
 
 impl Gateway {
@@ -65,7 +68,11 @@ impl Gateway {
 }
 
 pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
-    let live = Arc::new(Live::new(config, opts.path, opts.env)?);
+    let live = Arc::new(Live::new(config, opts.path.clone(), opts.env)?);
+    let watch = match &opts.path {
+        Some(p) => Some(crate::reload::watch(live.clone(), p)?),
+        None => None,
+    };
     let data = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
     let (stop, stopped) = watch::channel(false);
@@ -97,6 +104,7 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         live,
         stop,
         tasks,
+        _watch: watch,
     })
 }
 

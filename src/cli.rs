@@ -268,7 +268,7 @@ async fn reload_on_sighup(live: std::sync::Arc<switchyard::state::Live>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match live.reload("sighup") {
+            match switchyard::reload::reload(live.clone(), "sighup".into()).await {
                 Ok(v) => tracing::info!(version = v, "routes reloaded on SIGHUP"),
                 Err(e) => {
                     tracing::warn!(error = %e, "reload rejected; the old table keeps serving")

@@ -11,7 +11,9 @@
 //! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks.
 //! - [`policy`]: the compiled routing table; pure target selection.
 //! - [`failover`]: the one loop that walks a route's targets.
-//! - [`state`]: the live snapshot behind an `ArcSwap`.
+//! - [`health`]: per-target state (suspension, ejection, probes) and retry budgets.
+//! - [`events`]: the audit trail.
+//! - [`state`]: the live snapshot behind an `ArcSwap`; [`reload`]: file watching.
 //! - [`http`]: data-plane ingress handlers, one per dialect.
 //! - [`admin`]: the control plane (health, reload).
 //! - [`sim`]: the vendor simulator used by `demo`, tests and benchmarks.
@@ -30,5 +32,6 @@ pub mod http;
 pub mod model;
 pub mod policy;
 pub mod provider;
+pub mod reload;
 pub mod sim;
 pub mod state;

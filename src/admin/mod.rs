@@ -127,7 +127,7 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
 }
 
 async fn reload(State(admin): State<Admin>, headers: HeaderMap) -> Response {
-    match admin.live.reload(&actor(&headers)) {
+    match crate::reload::reload(admin.live.clone(), actor(&headers)).await {
         Ok(version) => Json(json!({"version": version})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "reload rejected; the old table keeps serving");
