@@ -16,6 +16,7 @@
 //! - [`state`]: the live snapshot behind an `ArcSwap`; [`reload`]: file watching.
 //! - [`http`]: data-plane ingress handlers, one per dialect.
 //! - [`admin`]: the control plane (health, reload).
+//! - [`telemetry`]: metric names and recording helpers, `/metrics` rendering.
 //! - [`sim`]: the vendor simulator used by `demo`, tests and benchmarks.
 //! - [`app`]: wiring for `serve`; [`demo`]: the embedded default table.
 
@@ -35,3 +36,4 @@ pub mod provider;
 pub mod reload;
 pub mod sim;
 pub mod state;
+pub mod telemetry;

@@ -22,12 +22,14 @@ use crate::state::{Live, OpsError};
 struct Admin {
     live: Arc<Live>,
     token: Arc<str>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 pub fn router(live: Arc<Live>, token: &str) -> Router {
     let state = Admin {
         live,
         token: Arc::from(token),
+        metrics: crate::telemetry::install(),
     };
     let protected = Router::new()
         .route("/admin/routes", get(routes))
@@ -39,8 +41,32 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics))
         .merge(protected)
         .with_state(state)
+}
+
+/// Prometheus text format. Target states and reload counters are read from
+/// the live state at scrape time, so there is one source of truth.
+async fn metrics(State(admin): State<Admin>) -> Response {
+    let snap = admin.live.load();
+    let now = tokio::time::Instant::now();
+    let all = ["healthy", "degraded", "ejected", "suspended"];
+    for (name, h) in &snap.health.targets {
+        if snap.table.targets.contains_key(name) {
+            crate::telemetry::target_state(name, h.state(now).as_str(), &all);
+        }
+    }
+    crate::telemetry::reloads(
+        admin.live.reloads_ok.load(Ordering::Relaxed),
+        admin.live.reloads_failed.load(Ordering::Relaxed),
+        snap.version,
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        admin.metrics.render(),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -23,6 +23,7 @@ use crate::model::ChatRequest;
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
 use crate::state::{Live, Snapshot};
+use crate::telemetry;
 
 /// How long a disabled vendor account takes its targets out.
 const ACCOUNT_DISABLED_EJECTION: Duration = Duration::from_secs(300);
@@ -102,6 +103,7 @@ pub async fn serve(
             let duration = started.elapsed();
             let error = match result {
                 Ok(answer) => {
+                    telemetry::attempt(&target.name, "ok", duration);
                     report(live, health, &target, Outcome::Success, None, health_cfg);
                     tracing::debug!(route = %route.name, target = %target.name, ?duration, "attempt ok");
                     attempts.push(Attempt {
@@ -119,6 +121,10 @@ pub async fn serve(
                 Err(error) => error,
             };
             let (reason, decision) = error.classify();
+            telemetry::attempt(&target.name, reason.as_str(), duration);
+            if decision != Decision::Stop {
+                telemetry::failover(&route.name, &target.name, reason.as_str());
+            }
             tracing::debug!(
                 route = %route.name, target = %target.name, reason = reason.as_str(),
                 error = %error, ?duration, "attempt failed"

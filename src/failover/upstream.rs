@@ -61,7 +61,12 @@ pub async fn attempt(
         let body = read_limited(resp, usize::MAX, started + total).await?;
         return dialect_decode_response(provider.dialect(), &body).map(Answer::Complete);
     }
-    let mut rest = event_stream(resp, provider.dialect(), route.idle_timeout);
+    let mut rest = event_stream(
+        resp,
+        provider.dialect(),
+        route.idle_timeout,
+        target.name.clone(),
+    );
     let first_deadline = started + route.first_token_timeout;
     let mut head = Vec::new();
     loop {
@@ -73,6 +78,7 @@ pub async fn attempt(
                 let content = events.iter().filter(|e| e.is_content()).count();
                 head.extend(events);
                 if content > 0 {
+                    crate::telemetry::time_to_first_token(&target.name, started.elapsed());
                     commit(route, &mut head, &mut rest, content).await?;
                     return Ok(Answer::Stream { head, rest });
                 }
@@ -176,7 +182,12 @@ async fn read_limited(
 /// Parses the upstream SSE body and decodes it event by event. Ends with
 /// `Truncated` if the body ended without a finish reason, and with
 /// `Timeout` if the upstream went silent for longer than `idle`.
-fn event_stream(resp: reqwest::Response, dialect: Dialect, idle: Duration) -> EventStream {
+fn event_stream(
+    resp: reqwest::Response,
+    dialect: Dialect,
+    idle: Duration,
+    target: String,
+) -> EventStream {
     let mut decoder = dialect::stream_decoder(dialect);
     let mut sse = sseer::EventStream::new(resp.bytes_stream());
     Box::pin(async_stream::stream! {
@@ -212,7 +223,8 @@ fn event_stream(resp: reqwest::Response, dialect: Dialect, idle: Duration) -> Ev
                     }
                     // One bad event is not a broken stream: drop it, go on.
                     Err(StreamFault::Malformed(m)) => {
-                        tracing::debug!(error = %m, "dropped a malformed upstream stream event");
+                        tracing::debug!(error = %m, target = %target, "dropped a malformed upstream stream event");
+                        crate::telemetry::malformed_event(&target);
                     }
                 },
             }

@@ -19,6 +19,7 @@ use crate::error::GatewayError;
 use crate::model::{ChatRequest, Dialect};
 use crate::provider::Forwarded;
 use crate::state::Live;
+use crate::telemetry;
 
 /// The data-plane router.
 pub fn router(live: Arc<Live>) -> Router {
@@ -95,9 +96,34 @@ async fn handle(
     let fwd = Forwarded {
         anthropic_version: parts.headers.get("anthropic-version").cloned(),
     };
+    let explain = parts
+        .headers
+        .get("x-switchyard-explain")
+        .is_some_and(|v| v.as_bytes() == b"1");
     match crate::failover::serve(live, &snapshot, route, &request, &fwd).await {
-        Ok(served) => respond::answer(dialect, &route.name, served),
-        Err(e) => respond::error(dialect, &e),
+        Ok(served) => {
+            telemetry::request(&route.name, &served.target.name, dialect.as_str(), "ok");
+            let trail = explain.then(|| respond::trail(&served.attempts));
+            let mut resp = respond::answer(dialect, &route.name, served);
+            respond::set_header(
+                &mut resp,
+                "x-switchyard-explain",
+                trail.as_deref().unwrap_or_default(),
+            );
+            resp
+        }
+        Err(e) => {
+            let outcome = match e {
+                GatewayError::Rejected { .. } | GatewayError::NoEligibleTarget { .. } => "rejected",
+                _ => "error",
+            };
+            telemetry::request(&route.name, "none", dialect.as_str(), outcome);
+            let mut resp = respond::error(dialect, &e);
+            if let (true, GatewayError::Exhausted { attempts, .. }) = (explain, &e) {
+                respond::set_header(&mut resp, "x-switchyard-explain", &respond::trail(attempts));
+            }
+            resp
+        }
     }
 }
 

@@ -8,9 +8,10 @@ use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 
 use crate::dialect::{self, ApiError, ErrorKind};
-use crate::error::{GatewayError, UpstreamError};
+use crate::error::{Attempt, GatewayError, UpstreamError};
 use crate::failover::{Answer, Served};
 use crate::model::{Dialect, StreamEvent};
+use crate::telemetry;
 
 /// Pause between the error event of a broken stream and the abort.
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -54,16 +55,42 @@ fn bytes_response(status: u16, content_type: &'static str, body: Bytes) -> Respo
     resp
 }
 
-fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+/// Sets a header unless `value` is empty or not a valid header value.
+pub fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }
 }
 
+/// The explain trail: each attempt's target, outcome and duration — target
+/// names and reason codes only, never a URL, key or vendor message.
+pub fn trail(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| {
+            let outcome = match &a.outcome {
+                Ok(()) => "ok",
+                Err(e) => e.classify().0.as_str(),
+            };
+            format!(
+                "{};outcome={outcome};ms={}",
+                a.target,
+                a.duration.as_millis()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A good answer, encoded for the app.
 pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
+    let target = served.target.name.clone();
     let mut resp = match served.answer {
         Answer::Complete(r) => {
+            telemetry::tokens(route, &target, r.usage.input_tokens, r.usage.output_tokens);
             let body = match dialect {
                 Dialect::OpenAi => dialect::openai::encode_response(&r),
                 Dialect::Anthropic => dialect::anthropic::encode_response(&r),
@@ -72,7 +99,8 @@ pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
             bytes_response(200, "application/json", Bytes::from(body))
         }
         Answer::Stream { head, rest } => {
-            let mut r = Response::new(Body::from_stream(encode_stream(dialect, head, rest)));
+            let stream = encode_stream(dialect, head, rest, route.to_string(), target);
+            let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -101,11 +129,19 @@ fn encode_stream(
     dialect: Dialect,
     head: Vec<StreamEvent>,
     mut rest: crate::failover::EventStream,
+    route: String,
+    target: String,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let mut encoder = dialect::stream_encoder(dialect);
+    let mut usage = UsageTally {
+        route,
+        target,
+        last: None,
+    };
     async_stream::stream! {
         let mut out = Vec::with_capacity(1024);
         for event in &head {
+            usage.see(event);
             encoder.encode(event, &mut out);
         }
         yield Ok(Bytes::from(std::mem::take(&mut out)));
@@ -118,6 +154,7 @@ fn encode_stream(
                 }
                 Some(Ok(events)) => {
                     for event in &events {
+                        usage.see(event);
                         encoder.encode(event, &mut out);
                     }
                     if !out.is_empty() {
@@ -135,6 +172,30 @@ fn encode_stream(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Counts a stream's tokens once, from its last usage event, when the
+/// stream is dropped (finished, broken, or abandoned by the app).
+struct UsageTally {
+    route: String,
+    target: String,
+    last: Option<crate::model::Usage>,
+}
+
+impl UsageTally {
+    fn see(&mut self, event: &StreamEvent) {
+        if let StreamEvent::Usage(u) = event {
+            self.last = Some(*u);
+        }
+    }
+}
+
+impl Drop for UsageTally {
+    fn drop(&mut self) {
+        if let Some(u) = self.last {
+            telemetry::tokens(&self.route, &self.target, u.input_tokens, u.output_tokens);
         }
     }
 }
