@@ -52,6 +52,26 @@ enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a target out of every route at once.
+    Suspend {
+        target: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long, e.g. 30m or 2h; until resumed when absent.
+        #[arg(long = "for")]
+        for_: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Put a suspended target back.
+    Resume {
+        target: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Ask a running gateway to re-read its routes file.
     Reload {
@@ -88,11 +108,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
-        Command::Status { admin } => {
-            admin_call(&admin, reqwest::Method::GET, "/admin/routes").await
+        Command::Status { admin, json } => {
+            let v = admin_call(&admin, reqwest::Method::GET, "/admin/routes", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_status(&v);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reload { admin } => {
-            admin_call(&admin, reqwest::Method::POST, "/admin/reload").await
+            let v = admin_call(&admin, reqwest::Method::POST, "/admin/reload", None).await?;
+            println!("reloaded: the table is now version {}", v["version"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Suspend {
+            target,
+            reason,
+            for_,
+            admin,
+        } => {
+            if let Some(d) = &for_ {
+                humantime::parse_duration(d)
+                    .with_context(|| format!("--for {d}: not a duration (try 30m, 2h)"))?;
+            }
+            let body = serde_json::json!({"reason": reason, "for": for_});
+            let path = format!("/admin/targets/{target}/suspend");
+            let v = admin_call(&admin, reqwest::Method::POST, &path, Some(body)).await?;
+            let until = v["suspension"]["until"]
+                .as_u64()
+                .map_or("until resumed".to_string(), |u| {
+                    format!("until unix time {u}")
+                });
+            println!(
+                "{target} suspended ({until}): traffic moves to the next target of each route"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { target, admin } => {
+            let path = format!("/admin/targets/{target}/resume");
+            let v = admin_call(&admin, reqwest::Method::POST, &path, None).await?;
+            if v["resumed"] == true {
+                println!("{target} resumed");
+            } else {
+                println!("{target} was not suspended; nothing changed");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -230,34 +291,97 @@ fn diff_configs(a: &Config, b: &Config) -> Vec<String> {
     out
 }
 
+/// Calls the admin API; turns the usual failures into plain messages.
 async fn admin_call(
     args: &AdminArgs,
     method: reqwest::Method,
     path: &str,
-) -> anyhow::Result<ExitCode> {
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
     let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").unwrap_or_default();
     let url = format!("{}{path}", args.admin.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let mut req = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?
         .request(method, &url)
         .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway's admin API at {}", args.admin))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if status == reqwest::StatusCode::UNAUTHORIZED {
-        bail!("the admin API refused the token: set SWITCHYARD_ADMIN_TOKEN to the gateway's admin token");
+        .header("x-switchyard-actor", format!("cli:{actor}"));
+    if let Some(b) = body {
+        req = req.json(&b);
     }
-    let pretty = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(body);
-    println!("{pretty}");
-    Ok(if status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let resp = req.send().await.map_err(|_| {
+        anyhow::anyhow!(
+            "cannot reach the gateway's admin API at {} (is it running? see --admin)",
+            args.admin
+        )
+    })?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    match status.as_u16() {
+        200..=299 => Ok(v),
+        401 => bail!("the admin API refused the token: set SWITCHYARD_ADMIN_TOKEN to the gateway's admin token"),
+        _ => {
+            let mut msg = v["error"].as_str().unwrap_or("request failed").to_string();
+            if let Some(problems) = v["problems"].as_array() {
+                for p in problems {
+                    msg.push_str(&format!("\n  {}", p.as_str().unwrap_or_default()));
+                }
+            }
+            bail!("{msg}")
+        }
+    }
+}
+
+/// The live table as two readable tables: targets, then routes.
+fn print_status(v: &serde_json::Value) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("table version {}", v["version"]);
+    if let Some(errors) = v["last_reload_error"].as_array() {
+        println!("LAST RELOAD REJECTED (the old table keeps serving):");
+        for e in errors {
+            println!("  {}", e.as_str().unwrap_or_default());
+        }
+    }
+    println!();
+    println!(
+        "{:<16} {:<10} {:>9} {:>9} {:>10}  WHY",
+        "TARGET", "STATE", "REQUESTS", "FAILURES", "SINCE"
+    );
+    if let Some(targets) = v["targets"].as_object() {
+        for (name, t) in targets {
+            let since = t["since"].as_u64().map_or("-".to_string(), |s| {
+                humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(s)))
+                    .to_string()
+                    + " ago"
+            });
+            println!(
+                "{:<16} {:<10} {:>9} {:>9} {:>10}  {}",
+                name,
+                t["state"].as_str().unwrap_or("?"),
+                t["requests"],
+                t["failures"],
+                since,
+                t["why"].as_str().unwrap_or("")
+            );
+        }
+    }
+    println!();
+    println!("{:<16} TARGETS (in order)", "ROUTE");
+    if let (Some(routes), Some(targets)) = (v["routes"].as_object(), v["targets"].as_object()) {
+        for (name, r) in routes {
+            let chain: Vec<String> = r["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str())
+                .map(|t| format!("{t} ({})", targets[t]["state"].as_str().unwrap_or("?")))
+                .collect();
+            println!("{:<16} {}", name, chain.join(" -> "));
+        }
+    }
 }
 
 async fn reload_on_sighup(live: std::sync::Arc<switchyard::state::Live>) {

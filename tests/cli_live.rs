@@ -1,0 +1,93 @@
+//! The ops CLI against a live gateway: status, suspend, resume, reload, and
+//! its messages for a wrong token, an unknown target, an unreachable gateway.
+
+mod common;
+
+use common::{start, user, ADMIN_TOKEN};
+
+async fn cli(args: &[&str], admin: &str, token: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .args(["--admin", admin])
+        .env("SWITCHYARD_ADMIN_TOKEN", token)
+        .env("USER", "carol")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn suspend_status_resume_round_trip() {
+    let env = start(|_| {}).await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+
+    let (code, out, err) = cli(
+        &[
+            "suspend",
+            "claude",
+            "--reason",
+            "vendor order",
+            "--for",
+            "2h",
+        ],
+        &admin,
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("claude suspended"), "{out}");
+    let resp = env.openai(user("frontier", "x")).await;
+    assert_eq!(resp.headers()["x-switchyard-target"], "gpt");
+
+    let (code, out, _) = cli(&["status"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0);
+    let claude = out.lines().find(|l| l.starts_with("claude ")).unwrap();
+    assert!(
+        claude.contains("suspended")
+            && claude.contains("cli:carol")
+            && claude.contains("vendor order"),
+        "{out}"
+    );
+    assert!(
+        out.contains("frontier") && out.contains("claude (suspended) -> gpt (healthy)"),
+        "{out}"
+    );
+
+    let (code, out, _) = cli(&["status", "--json"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["targets"]["claude"]["state"], "suspended");
+
+    let (code, out, _) = cli(&["resume", "claude"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("claude resumed"), "{out}");
+    let resp = env.openai(user("frontier", "y")).await;
+    assert_eq!(resp.headers()["x-switchyard-target"], "claude");
+}
+
+#[tokio::test]
+async fn clear_messages_for_the_usual_mistakes() {
+    let env = start(|_| {}).await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+    let (code, _, err) = cli(&["suspend", "claude"], &admin, "wrong-token").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("refused the token"), "{err}");
+    let (code, _, err) = cli(&["suspend", "nobody"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown target `nobody`"), "{err}");
+    let (code, _, err) = cli(&["suspend", "claude", "--for", "soon"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("not a duration"), "{err}");
+    let (code, _, err) = cli(&["status"], "http://127.0.0.1:9", ADMIN_TOKEN).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the gateway"), "{err}");
+    // The demo table has no routes file: reload answers with the same version.
+    let (code, out, _) = cli(&["reload"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("version 1"), "{out}");
+}
