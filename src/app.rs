@@ -11,6 +11,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -69,6 +70,9 @@ impl Gateway {
 
 pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
     let live = Arc::new(Live::new(config, opts.path.clone(), opts.env)?);
+    let _ = live
+        .admin_token_digest
+        .set(sha2::Sha256::digest(opts.admin_token.as_bytes()).into());
     let watch = match &opts.path {
         Some(p) => Some(crate::reload::watch(live.clone(), p)?),
         None => None,

@@ -146,6 +146,8 @@ pub struct Live {
     pub last_reload_error: arc_swap::ArcSwapOption<Vec<String>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// SHA-256 of the admin token: the data plane refuses it as an app key.
+    pub admin_token_digest: std::sync::OnceLock<[u8; 32]>,
     /// Where `reload` reads from; `None` for the embedded demo table.
     path: Option<PathBuf>,
     env: EnvLookup,
@@ -177,6 +179,7 @@ impl Live {
             last_reload_error: arc_swap::ArcSwapOption::empty(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            admin_token_digest: std::sync::OnceLock::new(),
             env,
             next_version: AtomicU64::new(snapshot.version + 1),
             current: ArcSwap::from_pointee(snapshot),

@@ -110,3 +110,33 @@ async fn the_explain_header_shows_the_trail_without_secrets() {
     let resp = env.openai(user("frontier", "quiet")).await;
     assert!(!resp.headers().contains_key("x-switchyard-explain"));
 }
+
+#[tokio::test]
+async fn the_admin_token_is_not_an_app_key_and_app_keys_do_not_open_the_admin_plane() {
+    let env = start(|_| {}).await;
+    let resp = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&user("gpt", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = env
+        .http
+        .get(env.admin_url("/admin/routes"))
+        .bearer_auth("app-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = env
+        .http
+        .get(env.admin_url("/admin/routes"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -42,6 +42,7 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
+        .route("/", get(dashboard))
         .merge(protected)
         .with_state(state)
 }
@@ -65,6 +66,22 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         admin.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The ops dashboard: one self-contained page (no external assets, works
+/// offline) that asks for the admin token and then uses the admin API.
+async fn dashboard() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("dashboard.html"),
     )
         .into_response()
 }

@@ -18,6 +18,8 @@ use crate::dialect::{self, DialectError};
 use crate::error::GatewayError;
 use crate::model::{ChatRequest, Dialect};
 use crate::provider::Forwarded;
+use sha2::{Digest, Sha256};
+
 use crate::state::Live;
 use crate::telemetry;
 
@@ -76,7 +78,13 @@ async fn handle(
 ) -> Response {
     let snapshot = live.load();
     let (parts, body) = req.into_parts();
-    if let Err(e) = authenticate(&snapshot.auth, dialect, &parts.headers, parts.uri.query()) {
+    if let Err(e) = authenticate(
+        live,
+        &snapshot.auth,
+        dialect,
+        &parts.headers,
+        parts.uri.query(),
+    ) {
         return respond::error(dialect, &e);
     }
     if let Err(e) = body::check_content_type(&parts.headers) {
@@ -129,6 +137,7 @@ async fn handle(
 
 /// Finds the app key where the dialect's SDK puts it, and checks it.
 fn authenticate(
+    live: &Live,
     auth: &crate::state::Auth,
     dialect: Dialect,
     headers: &HeaderMap,
@@ -151,6 +160,9 @@ fn authenticate(
     };
     match key {
         None | Some("") => Err(GatewayError::MissingKey),
+        Some(k) if live.admin_token_digest.get() == Some(&Sha256::digest(k.as_bytes()).into()) => {
+            Err(GatewayError::InvalidKey)
+        }
         Some(k) if auth.accepts(k) => Ok(()),
         Some(_) => Err(GatewayError::InvalidKey),
     }
