@@ -308,18 +308,22 @@ pub fn env_overrides() -> Vec<(String, String)> {
 pub fn load_str(file: &str, text: &str, env: Vec<(String, String)>) -> Result<Config, ConfigError> {
     let located = locate::Located::parse(file, text)?;
     // Type-check the file alone first: toml's errors carry a position.
-    if let Err(e) = toml::from_str::<Config>(text) {
-        return Err(ConfigError::Invalid(vec![located.problem_from_toml(&e)]));
-    }
-    let layered = layer_env(text, env).map_err(|message| {
-        ConfigError::Invalid(vec![Problem {
-            file: file.to_string(),
-            line: 0,
-            col: 0,
-            key: "env".into(),
-            message,
-        }])
-    })?;
+    let typed = toml::from_str::<Config>(text)
+        .map_err(|e| ConfigError::Invalid(vec![located.problem_from_toml(&e)]))?;
+    // Layer env overrides only when there are some: it means a third parse.
+    let layered = if env.is_empty() {
+        typed
+    } else {
+        layer_env(text, env).map_err(|message| {
+            ConfigError::Invalid(vec![Problem {
+                file: file.to_string(),
+                line: 0,
+                col: 0,
+                key: "env".into(),
+                message,
+            }])
+        })?
+    };
     let problems = validate(&layered);
     if problems.is_empty() {
         Ok(layered)
