@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: installs what the tests need (a Python
-# venv with the official SDKs), builds, runs the Rust tests, then the SDK
-# tests against a live `switchyard demo`.
+# Runs every test on a fresh machine: installs what the tests need (Debian's
+# chromium + chromedriver for the dashboard test, a Python venv with the
+# official SDKs), builds, runs the Rust tests and the examples' smoke runs,
+# then the SDK and browser tests against a live `switchyard demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== system packages (chromium for the dashboard test)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
 
 echo "== python venv with the official SDKs"
 if [ ! -x .venv/bin/python ]; then
@@ -17,8 +25,10 @@ cargo build --locked --all-targets
 echo "== cargo test"
 cargo test --locked --all-targets
 
-echo "== examples"
-cargo run --locked --quiet --example loadbench -- --quick
+echo "== examples (smoke runs; the figures come from release runs)"
+for example in loadbench translatebench policybench; do
+  cargo run --locked --quiet --example "$example" -- --quick
+done
 
-echo "== SDK tests (pytest against switchyard demo)"
+echo "== SDK and browser tests (pytest against switchyard demo)"
 SWITCHYARD_BIN="$PWD/target/debug/switchyard" .venv/bin/python -m pytest -q tests/python
