@@ -392,3 +392,119 @@ async fn without_a_commit_window_an_early_cut_is_an_error_event() {
     assert!(text.contains("\"error\""), "{text}");
     assert!(!text.contains("[DONE]"));
 }
+
+fn continuing(c: &mut switchyard::config::Config) {
+    c.routes.get_mut("frontier").unwrap().continue_on_cut = true;
+    c.targets.get_mut("gpt").unwrap().prefill = true;
+}
+
+async fn stream_text(env: &Env, route: &str) -> (String, reqwest::header::HeaderMap) {
+    let mut body = user(route, "tell me a story");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    let headers = resp.headers().clone();
+    let mut out = Vec::new();
+    let mut s = resp.bytes_stream();
+    use futures::StreamExt;
+    while let Some(Ok(c)) = s.next().await {
+        out.extend_from_slice(&c);
+    }
+    (String::from_utf8_lossy(&out).into_owned(), headers)
+}
+
+#[tokio::test]
+async fn a_cut_stream_continues_on_a_prefill_target_when_the_route_opts_in() {
+    let env = start(continuing).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let (text, headers) = stream_text(&env, "frontier").await;
+    assert_eq!(headers["x-switchyard-target"], "claude");
+    assert!(text.contains("[anthropic/claude-sonnet-4-5]"), "{text}");
+    assert!(
+        text.contains("[openai/gpt-5]"),
+        "the continuation was forwarded: {text}"
+    );
+    assert!(!text.contains("\"error\""), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(
+        text.matches("\"role\":\"assistant\"").count(),
+        1,
+        "one answer, not two: {text}"
+    );
+    assert_eq!(env.sim.count(GPT.0, GPT.1), 1);
+}
+
+#[tokio::test]
+async fn a_refused_continuation_never_becomes_the_error_the_app_sees() {
+    let env = start(continuing).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    env.sim.set_knobs(
+        GPT.0,
+        GPT.1,
+        Knobs {
+            suspended: true,
+            ..Knobs::default()
+        },
+    );
+    let (text, _) = stream_text(&env, "frontier").await;
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(
+        !text.contains("model_unavailable") && !text.contains("not found"),
+        "{text}"
+    );
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(
+        env.sim.count(GPT.0, GPT.1),
+        1,
+        "one continuation attempt, no more"
+    );
+}
+
+#[tokio::test]
+async fn no_continuation_without_opting_in_or_into_a_tool_call_turn() {
+    let env = start(|c| c.targets.get_mut("gpt").unwrap().prefill = true).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let (text, _) = stream_text(&env, "frontier").await;
+    assert!(text.contains("\"error\""), "{text}");
+    assert_eq!(env.sim.count(GPT.0, GPT.1), 0);
+
+    let env = start(continuing).await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(2),
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "weather?");
+    body["stream"] = json!(true);
+    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]);
+    let text = env.openai(body).await.text().await.unwrap_or_default();
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert_eq!(
+        env.sim.count(GPT.0, GPT.1),
+        0,
+        "never continue into a turn with tool calls"
+    );
+}

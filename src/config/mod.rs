@@ -207,6 +207,11 @@ pub struct RouteConfig {
     /// Commit window by time; ends at whichever of the two comes first.
     #[serde(default, with = "humantime_serde")]
     pub commit_time: Option<Duration>,
+    /// Capability-aware continuation: when a stream is cut after it began,
+    /// continue once on a later target that accepts an assistant prefill,
+    /// forwarding only the continuation. Never in a turn with tool calls.
+    #[serde(default)]
+    pub continue_on_cut: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! then tries the next eligible target; anything else ends the request with
 //! one clean error. It also feeds every outcome to the target's health.
 
+mod continuation;
 mod upstream;
 
 use std::sync::Arc;
@@ -49,7 +50,7 @@ impl Drop for ProbeGuard {
 
 pub async fn serve(
     live: &Live,
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     route: &Route,
     req: &ChatRequest,
     fwd: &Forwarded,
@@ -70,7 +71,9 @@ pub async fn serve(
     let mut soonest_back = Duration::from_secs(1);
     // After a context-length error, only larger windows are worth a try.
     let mut min_window = 0;
-    'targets: for target in plan.targets {
+    let targets = plan.targets;
+    'targets: for (position, target) in targets.iter().enumerate() {
+        let target = target.clone();
         if attempts.len() >= route.max_attempts {
             break;
         }
@@ -111,7 +114,20 @@ pub async fn serve(
                         outcome: Ok(()),
                         duration,
                     });
-                    let answer = watch_stream(answer, health.clone(), health_cfg.clone());
+                    let mut answer = watch_stream(answer, health.clone(), health_cfg.clone());
+                    if route.continue_on_cut {
+                        if let Answer::Stream { head, rest } = answer {
+                            let ctx = continuation::Ctx {
+                                snapshot: snapshot.clone(),
+                                route: route.clone(),
+                                req: req.clone(),
+                                fwd: fwd.clone(),
+                                later: targets[position + 1..].to_vec(),
+                            };
+                            let rest = continuation::wrap(&head, rest, ctx);
+                            answer = Answer::Stream { head, rest };
+                        }
+                    }
                     return Ok(Served {
                         target,
                         attempts,

@@ -54,6 +54,7 @@ pub struct Route {
     pub max_retry_wait: Duration,
     pub commit_tokens: u32,
     pub commit_time: Option<Duration>,
+    pub continue_on_cut: bool,
 }
 
 /// The targets that can honour one request, in order, and why others were
@@ -148,6 +149,7 @@ impl Table {
                     max_retry_wait: r.max_retry_wait,
                     commit_tokens: r.commit_tokens,
                     commit_time: r.commit_time,
+                    continue_on_cut: r.continue_on_cut,
                 };
                 (name.clone(), route)
             })
@@ -184,6 +186,7 @@ mod tests {
             max_retry_wait: Duration::from_secs(1),
             commit_tokens: 0,
             commit_time: None,
+            continue_on_cut: false,
         }
     }
 

@@ -1,0 +1,121 @@
+//! Capability-aware continuation (opt-in per route): when a stream breaks
+//! after text already reached the app, ask one later target that accepts an
+//! assistant prefill to continue from what was delivered, and forward only
+//! its continuation. At most once per request, never into a turn with tool
+//! calls, and a continuation that fails is never what the app sees: the app
+//! gets the original cut's error instead.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::upstream::{self, Answer, EventStream};
+use crate::health::{Admission, Outcome};
+use crate::model::{ChatRequest, Message, Part, Role, StreamEvent};
+use crate::policy::{Route, Target};
+use crate::provider::Forwarded;
+use crate::state::Snapshot;
+
+/// What a continuation needs, owned, since it runs inside the app's stream.
+pub(super) struct Ctx {
+    pub snapshot: Arc<Snapshot>,
+    pub route: Route,
+    pub req: ChatRequest,
+    pub fwd: Forwarded,
+    /// Later targets of the plan, in order.
+    pub later: Vec<Arc<Target>>,
+}
+
+/// Wraps a stream that began on one target with a one-time continuation.
+pub(super) fn wrap(head: &[StreamEvent], mut rest: EventStream, ctx: Ctx) -> EventStream {
+    let mut delivered = String::new();
+    let mut has_tools = false;
+    for e in head {
+        track(e, &mut delivered, &mut has_tools);
+    }
+    Box::pin(async_stream::stream! {
+        let mut continued = false;
+        loop {
+            match rest.next().await {
+                None => break,
+                Some(Ok(events)) => {
+                    for e in &events {
+                        track(e, &mut delivered, &mut has_tools);
+                    }
+                    yield Ok(events);
+                }
+                Some(Err(cut)) => {
+                    if continued || has_tools || delivered.is_empty() {
+                        yield Err(cut);
+                        break;
+                    }
+                    continued = true;
+                    match resume(&ctx, &delivered).await {
+                        Some((first, next)) => {
+                            tracing::debug!(route = %ctx.route.name, error = %cut, "stream continued on a fallback");
+                            rest = next;
+                            yield Ok(first);
+                        }
+                        None => {
+                            yield Err(cut);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn track(e: &StreamEvent, delivered: &mut String, has_tools: &mut bool) {
+    match e {
+        StreamEvent::TextDelta(t) => delivered.push_str(t),
+        StreamEvent::ToolCallStart { .. } | StreamEvent::ToolCallDelta { .. } => *has_tools = true,
+        _ => {}
+    }
+}
+
+/// Starts the continuation on the first admitted target that accepts a
+/// prefill; returns its first content events (without its `Start`) and
+/// the rest of its stream.
+async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventStream)> {
+    let target = ctx.later.iter().find(|t| {
+        t.prefill
+            && ctx
+                .snapshot
+                .health
+                .targets
+                .get(&t.name)
+                .is_some_and(|h| matches!(h.admit(Instant::now()), Admission::Ok))
+    })?;
+    let provider = ctx.snapshot.providers.get(&target.provider)?;
+    let mut req = ctx.req.clone();
+    req.stream = true;
+    req.messages.push(Message {
+        role: Role::Assistant,
+        content: vec![Part::Text(delivered.to_string())],
+    });
+    let health = ctx.snapshot.health.targets.get(&target.name)?;
+    let cfg = &ctx.snapshot.config.health;
+    match upstream::attempt(provider, target, &ctx.route, &req, &ctx.fwd).await {
+        Ok(Answer::Stream { head, rest }) => {
+            let _ = health.record(Outcome::Success, Instant::now(), cfg);
+            let first = head
+                .into_iter()
+                .filter(|e| !matches!(e, StreamEvent::Start { .. }))
+                .collect();
+            Some((first, rest))
+        }
+        Ok(Answer::Complete(_)) => None,
+        Err(e) => {
+            let outcome = match e.classify().1 {
+                crate::error::Decision::Failover => Outcome::Failure,
+                _ => Outcome::Neutral,
+            };
+            let _ = health.record(outcome, Instant::now(), cfg);
+            tracing::debug!(target = %target.name, error = %e, "continuation refused; the app gets the original error");
+            None
+        }
+    }
+}
