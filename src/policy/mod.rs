@@ -79,9 +79,11 @@ impl Route {
             targets: Vec::with_capacity(self.targets.len()),
             skipped: Vec::new(),
         };
-        for t in &self.targets {
+        for (i, t) in self.targets.iter().enumerate() {
             if let Some(why) = t.unsupported(req) {
-                if self.on_unsupported == OnUnsupported::Fail {
+                // `fail`: the first-choice target must honour the request;
+                // fallbacks that cannot are left out of the plan.
+                if i == 0 && self.on_unsupported == OnUnsupported::Fail {
                     return Err(PlanError(why));
                 }
                 plan.skipped.push((t.name.clone(), why));
@@ -235,5 +237,43 @@ mod tests {
             .unsupported(&req)
             .unwrap()
             .contains("context window"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// The plan is exactly the capable targets, in route order; with
+        /// `fail`, an incapable first-choice target rejects the request.
+        #[test]
+        fn plan_keeps_exactly_the_capable_targets_in_order(
+            caps in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY, 1u64..4000), 1..6),
+            images in proptest::bool::ANY,
+            tools in proptest::bool::ANY,
+            words in 0usize..3000,
+            fail in proptest::bool::ANY,
+        ) {
+            let targets: Vec<Arc<Target>> = caps.iter().enumerate().map(|(i, (t, im, w))| Arc::new(Target {
+                name: format!("t{i}"), provider: "p".into(), model: "m".into(),
+                tools: *t, images: *im, context_window: *w, prefill: false,
+            })).collect();
+            let mut r = route(if fail { OnUnsupported::Fail } else { OnUnsupported::Skip });
+            r.targets = targets.clone();
+            let mut content = vec![Part::Text("w".repeat(words * 4))];
+            if images { content.push(Part::Image(Image::Url("u".into()))); }
+            let mut req = ChatRequest { messages: vec![Message { role: Role::User, content }], ..ChatRequest::default() };
+            if tools {
+                req.tools.push(crate::model::ToolDef { name: "f".into(), description: None, parameters: serde_json::json!({}) });
+            }
+            let capable: Vec<String> = targets.iter().filter(|t| t.unsupported(&req).is_none()).map(|t| t.name.clone()).collect();
+            match r.plan(&req) {
+                Ok(plan) => {
+                    let names: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
+                    proptest::prop_assert_eq!(&names, &capable);
+                    proptest::prop_assert!(!fail || capable.first() == Some(&targets[0].name));
+                    proptest::prop_assert_eq!(plan.skipped.len(), targets.len() - capable.len());
+                }
+                Err(_) => proptest::prop_assert!(capable.is_empty() || (fail && capable.first() != Some(&targets[0].name))),
+            }
+        }
     }
 }
