@@ -357,10 +357,17 @@ fn print_status(v: &serde_json::Value) {
                     .to_string()
                     + " ago"
             });
+            let m = &t["last_minute"];
+            let ms =
+                |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |v| format!("{v}ms"));
             println!(
-                "{:<16} {:<10} {:>9} {:>9} {:>10}  {}",
+                "{:<16} {:<10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>12}  {}",
                 name,
                 t["state"].as_str().unwrap_or("?"),
+                m["requests"].as_u64().unwrap_or(0),
+                m["errors"].as_u64().unwrap_or(0),
+                ms(&m["p50_ms"]),
+                ms(&m["p99_ms"]),
                 t["requests"],
                 t["failures"],
                 since,

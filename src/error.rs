@@ -50,6 +50,8 @@ pub enum Decision {
 pub enum Reason {
     Connect,
     Timeout,
+    /// The connection broke (reset, closed) after it was established.
+    Transport,
     FirstToken,
     ServerError,
     RateLimited,
@@ -70,6 +72,7 @@ impl Reason {
         match self {
             Reason::Connect => "connect",
             Reason::Timeout => "timeout",
+            Reason::Transport => "connection_broken",
             Reason::FirstToken => "first_token_timeout",
             Reason::ServerError => "server_error",
             Reason::RateLimited => "rate_limited",
@@ -92,7 +95,8 @@ impl UpstreamError {
         use Decision::*;
         match self {
             UpstreamError::Connect => (Reason::Connect, Failover),
-            UpstreamError::Timeout | UpstreamError::Transport(_) => (Reason::Timeout, Failover),
+            UpstreamError::Timeout => (Reason::Timeout, Failover),
+            UpstreamError::Transport(_) => (Reason::Transport, Failover),
             UpstreamError::FirstTokenTimeout(_) => (Reason::FirstToken, Failover),
             UpstreamError::Malformed(_) | UpstreamError::Truncated => (Reason::Malformed, Failover),
             UpstreamError::InBand { status, vendor } => match status {

@@ -508,3 +508,21 @@ async fn no_continuation_without_opting_in_or_into_a_tool_call_turn() {
         "never continue into a turn with tool calls"
     );
 }
+
+#[tokio::test]
+async fn same_target_retries_never_starve_the_last_fallback() {
+    let env = start(|_| {}).await;
+    for (v, m) in [CLAUDE, GPT, (Vendor::Gemini, "gemini-2.5-pro")] {
+        env.sim.set_knobs(
+            v,
+            m,
+            Knobs {
+                error_status: Some(500),
+                ..Knobs::default()
+            },
+        );
+    }
+    let resp = env.openai(user("frontier", "anyone?")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(target(&resp), "local");
+}

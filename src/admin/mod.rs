@@ -152,6 +152,7 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
                     "suspension": suspension,
                     "requests": h.map_or(0, |h| h.requests.load(Ordering::Relaxed)),
                     "failures": h.map_or(0, |h| h.failures.load(Ordering::Relaxed)),
+                    "last_minute": h.map(|h| h.last_minute()),
                 }),
             )
         })

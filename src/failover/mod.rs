@@ -107,6 +107,7 @@ pub async fn serve(
             let error = match result {
                 Ok(answer) => {
                     telemetry::attempt(&target.name, "ok", duration);
+                    health.observe(true, duration);
                     report(live, health, &target, Outcome::Success, None, health_cfg);
                     tracing::debug!(route = %route.name, target = %target.name, ?duration, "attempt ok");
                     attempts.push(Attempt {
@@ -138,6 +139,7 @@ pub async fn serve(
             };
             let (reason, decision) = error.classify();
             telemetry::attempt(&target.name, reason.as_str(), duration);
+            health.observe(false, duration);
             if decision != Decision::Stop {
                 telemetry::failover(&route.name, &target.name, reason.as_str());
             }
@@ -166,7 +168,9 @@ pub async fn serve(
                 }
                 Decision::Failover => {}
             }
-            let room = attempts.len() < route.max_attempts;
+            // A retry may only use an attempt no later target needs.
+            let later = targets.len() - position - 1;
+            let room = attempts.len() + 1 + later <= route.max_attempts;
             if let Some(wait) = same_target_retry(&error, route).filter(|_| !retried && room) {
                 if budget.is_none_or(|b| b.try_withdraw(Instant::now())) {
                     retried = true;

@@ -9,6 +9,7 @@
 
 mod budget;
 mod persist;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 pub use budget::RetryBudget;
 pub use persist::{load_suspensions, save_suspensions, PersistError};
+pub use stats::MinuteSummary;
 
 use crate::config::HealthConfig;
 
@@ -105,6 +107,7 @@ pub struct TargetHealth {
     window_failures: AtomicU32,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    minute: stats::MinuteStats,
     /// Unix seconds of the last state change, for "since when".
     changed_at: AtomicU64,
     why: ArcSwap<String>,
@@ -131,6 +134,7 @@ impl TargetHealth {
             window_failures: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            minute: stats::MinuteStats::default(),
             changed_at: AtomicU64::new(unix_now()),
             why: ArcSwap::from_pointee(String::new()),
         }
@@ -285,6 +289,16 @@ impl TargetHealth {
         } else {
             TargetState::Healthy
         }
+    }
+
+    /// Records one attempt's latency for the per-minute view.
+    pub fn observe(&self, ok: bool, latency: Duration) {
+        self.minute.record(unix_now() / 60, ok, latency);
+    }
+
+    /// Requests, errors and latency over the last complete minute.
+    pub fn last_minute(&self) -> MinuteSummary {
+        self.minute.summary(unix_now() / 60)
     }
 
     /// Unix seconds of the last change, and what it was.

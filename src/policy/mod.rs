@@ -142,8 +142,8 @@ impl Table {
                     .collect();
                 let route = Route {
                     name: name.clone(),
-                    // One per target, plus one same-target retry.
-                    max_attempts: r.max_attempts.map_or(chain.len() + 1, |n| n as usize),
+                    // One per target, and room for a same-target retry each.
+                    max_attempts: r.max_attempts.map_or(chain.len() * 2, |n| n as usize),
                     targets: chain,
                     first_token_timeout: r.first_token_timeout,
                     idle_timeout: r.idle_timeout,

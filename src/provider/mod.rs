@@ -161,16 +161,18 @@ impl Provider {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.kind == ProviderKind::Anthropic {
+            h.insert(
+                "anthropic-version",
+                fwd.anthropic_version
+                    .clone()
+                    .unwrap_or(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)),
+            );
+        }
         let Some(key) = &self.key else { return h };
         match self.kind {
             ProviderKind::Anthropic => {
                 h.insert("x-api-key", key.header_value());
-                h.insert(
-                    "anthropic-version",
-                    fwd.anthropic_version
-                        .clone()
-                        .unwrap_or(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)),
-                );
             }
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 h.insert(http::header::AUTHORIZATION, key.bearer_value());

@@ -42,8 +42,8 @@ class Demo:
         return json.loads(urllib.request.urlopen(f"{self.sim}/_sim/counts", timeout=5).read())
 
 
-@pytest.fixture(scope="session")
-def demo():
+def start_demo() -> Demo:
+    """Starts `switchyard demo` on free loopback ports and reads its URLs."""
     proc = subprocess.Popen(
         [BIN, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -62,10 +62,29 @@ def demo():
     if len(urls) < 4:
         proc.kill()
         pytest.fail(f"switchyard demo did not start (got {urls})")
-    d = Demo(proc, urls)
+    return Demo(proc, urls)
+
+
+def stop_demo(d: Demo):
+    d.proc.terminate()
+    d.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def demo():
+    d = start_demo()
     yield d
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_demo(d)
+
+
+@pytest.fixture
+def fresh():
+    """A gateway (and simulator) of its own, for a test that makes a backend
+    fail: failures feed the gateway's passive health, and a target ejected
+    there must not leak into the tests that share the session gateway."""
+    d = start_demo()
+    yield d
+    stop_demo(d)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+
 BACKENDS = {
     "claude": ("anthropic", "claude-sonnet-4-5"),
     "gpt": ("openai", "gpt-5"),
@@ -81,9 +82,9 @@ FAILURES = [
 
 @pytest.mark.parametrize("knob,expected", FAILURES, ids=lambda v: json.dumps(v)[:24])
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_vendor_failure_in_the_app_dialect(clean, dialect, knob, expected):
-    clean.knobs("anthropic", "claude-sonnet-4-5", **knob)
-    status, headers, body = call(clean.base, dialect, "claude")
+def test_vendor_failure_in_the_app_dialect(fresh, dialect, knob, expected):
+    fresh.knobs("anthropic", "claude-sonnet-4-5", **knob)
+    status, headers, body = call(fresh.base, dialect, "claude")
     want_status, want_name = expected[dialect]
     assert status == want_status, body
     name, message = error_of(dialect, body)
@@ -92,33 +93,40 @@ def test_vendor_failure_in_the_app_dialect(clean, dialect, knob, expected):
     # No vendor internals leak: the simulator's key and HTML page stay out.
     assert "sim-key" not in json.dumps(body) and "nginx" not in json.dumps(body)
     assert headers["x-switchyard-route"] == "claude"
-    assert headers["x-switchyard-attempts"] == "1"
+    # One attempt per request the vendor saw (a 500 may earn one retry).
+    counts = fresh.counts()
+    assert list(counts) == ["anthropic/claude-sonnet-4-5"]
+    assert headers["x-switchyard-attempts"] == str(counts["anthropic/claude-sonnet-4-5"])
     if want_status in (429, 503, 529):
         assert int(headers["retry-after"]) >= 1
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_every_target_tried_then_one_error(clean, dialect):
+def test_every_target_tried_then_one_error(fresh, dialect):
+    # A 502 HTML page from every vendor: a failover reason, never retried
+    # on the same target, so each target gets exactly one attempt.
     for vendor, model in BACKENDS.values():
-        clean.knobs(vendor, model, error_status=500)
-    status, headers, body = call(clean.base, dialect, "frontier")
+        fresh.knobs(vendor, model, html_error=True)
+    status, headers, body = call(fresh.base, dialect, "frontier")
     assert status == 502
     _, message = error_of(dialect, body)
     for target in ["claude", "gpt", "gemini", "local"]:
         assert f"{target}: server_error" in message
+    assert message.index("claude:") < message.index("gpt:") < message.index("gemini:") < message.index("local:")
     assert headers["x-switchyard-attempts"] == "4"
+    assert sorted(fresh.counts().values()) == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_vendor_400_is_not_retried_and_is_400(clean, dialect):
-    clean.knobs("anthropic", "claude-sonnet-4-5", error_status=400)
-    status, _, body = call(clean.base, dialect, "frontier")
+def test_vendor_400_is_not_retried_and_is_400(fresh, dialect):
+    fresh.knobs("anthropic", "claude-sonnet-4-5", error_status=400)
+    status, _, body = call(fresh.base, dialect, "frontier")
     assert status == 400
     name, message = error_of(dialect, body)
     assert name in {"invalid_request_error", "INVALID_ARGUMENT"}
     assert "backend rejected" in message
     # A request the vendor calls invalid would be invalid elsewhere too.
-    assert clean.counts() == {"anthropic/claude-sonnet-4-5": 1}
+    assert fresh.counts() == {"anthropic/claude-sonnet-4-5": 1}
 
 
 @pytest.mark.parametrize("dialect,name", [
@@ -157,10 +165,10 @@ def read_broken_stream(base, dialect, route):
 
 @pytest.mark.parametrize("route", BACKENDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_stream_cut_ends_with_an_error_event_and_no_clean_end(clean, dialect, route):
+def test_stream_cut_ends_with_an_error_event_and_no_clean_end(fresh, dialect, route):
     vendor, model = BACKENDS[route]
-    clean.knobs(vendor, model, reset_after_tokens=3)
-    text, clean_end = read_broken_stream(clean.base, dialect, route)
+    fresh.knobs(vendor, model, reset_after_tokens=3)
+    text, clean_end = read_broken_stream(fresh.base, dialect, route)
     assert not clean_end, "a broken upstream must not look like a complete answer"
     frames = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
     last = json.loads(frames[-1])

@@ -55,6 +55,11 @@ def client(clean):
     return make_client(clean.base)
 
 
+@pytest.fixture
+def fresh_client(fresh):
+    return make_client(fresh.base)
+
+
 def tools_config(decl=WEATHER_JSON_SCHEMA, **kw):
     return types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])], **kw)
 
@@ -278,9 +283,10 @@ def test_bad_request_is_400_client_error(client, clean, kwargs, needle):
 
 # Gemini's overload is a 503 saying "overloaded", Anthropic's a 529.
 @pytest.mark.parametrize("route,status", [("gemini", 503), ("gemini", 529), ("claude", 529)])
-def test_vendor_overload_is_503_server_error(client, clean, route, status):
+def test_vendor_overload_is_503_server_error(fresh_client, fresh, route, status):
+    client = fresh_client
     vendor, model = BACKENDS[route]
-    clean.knobs(vendor, model, error_status=status)
+    fresh.knobs(vendor, model, error_status=status)
     with pytest.raises(errors.ServerError) as e:
         client.models.generate_content(model=route, contents="x")
     assert e.value.code == 503
@@ -290,17 +296,19 @@ def test_vendor_overload_is_503_server_error(client, clean, route, status):
 
 
 @pytest.mark.parametrize("route,status", [("gpt", 500), ("claude", 503), ("local", 502)])
-def test_other_vendor_5xx_is_502_server_error(client, clean, route, status):
+def test_other_vendor_5xx_is_502_server_error(fresh_client, fresh, route, status):
+    client = fresh_client
     vendor, model = BACKENDS[route]
-    clean.knobs(vendor, model, error_status=status)
+    fresh.knobs(vendor, model, error_status=status)
     with pytest.raises(errors.ServerError) as e:
         client.models.generate_content(model=route, contents="x")
     assert e.value.code == 502
     assert "server_error" in e.value.message
 
 
-def test_vendor_429_is_resource_exhausted(client, clean):
-    clean.knobs("gemini", "gemini-2.5-pro", error_status=429, retry_after_secs=3)
+def test_vendor_429_is_resource_exhausted(fresh_client, fresh):
+    client = fresh_client
+    fresh.knobs("gemini", "gemini-2.5-pro", error_status=429, retry_after_secs=3)
     with pytest.raises(errors.ClientError) as e:
         client.models.generate_content(model="gemini", contents="x")
     assert e.value.code == 429
@@ -308,9 +316,10 @@ def test_vendor_429_is_resource_exhausted(client, clean):
 
 
 @pytest.mark.parametrize("route", BACKENDS)
-def test_stream_cut_mid_answer_raises(client, clean, route):
+def test_stream_cut_mid_answer_raises(fresh_client, fresh, route):
+    client = fresh_client
     vendor, model = BACKENDS[route]
-    clean.knobs(vendor, model, reset_after_tokens=3)
+    fresh.knobs(vendor, model, reset_after_tokens=3)
     got = []
     with pytest.raises(errors.APIError) as e:
         for chunk in client.models.generate_content_stream(model=route, contents="cut"):
@@ -320,8 +329,9 @@ def test_stream_cut_mid_answer_raises(client, clean, route):
     assert "".join(got) == f"[{vendor}/{model}] digest={digest('cut')} alpha"
 
 
-def test_suspended_primary_fails_over_invisibly(client, clean):
-    clean.knobs("anthropic", "claude-sonnet-4-5", suspended=True)
+def test_suspended_primary_fails_over_invisibly(fresh_client, fresh):
+    client = fresh_client
+    fresh.knobs("anthropic", "claude-sonnet-4-5", suspended=True)
     resp = client.models.generate_content(model="frontier", contents="still there?")
     assert resp.text.startswith(f"[openai/gpt-5] digest={digest('still there?')}")
     assert resp.model_version == "gpt-5"

@@ -175,15 +175,18 @@ def test_missing_key_is_401_in_openai_shape(clean):
     (529, openai.InternalServerError),
     (500, openai.InternalServerError),
 ])
-def test_vendor_errors_map_to_the_sdk_exception(client, clean, status, exc):
-    clean.knobs("anthropic", "claude-sonnet-4-5", error_status=status, error_rate=1.0)
+def test_vendor_errors_map_to_the_sdk_exception(fresh, status, exc):
+    client = openai.OpenAI(base_url=f"{fresh.base}/v1", api_key="demo-key", max_retries=0)
+    fresh.knobs("anthropic", "claude-sonnet-4-5", error_status=status, error_rate=1.0)
     with pytest.raises(exc) as e:
         client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}])
     assert "claude" in str(e.value)
     assert "sim-key" not in str(e.value)
 
 
-def test_suspended_primary_fails_over_invisibly(client, clean):
+def test_suspended_primary_fails_over_invisibly(fresh):
+    client = openai.OpenAI(base_url=f"{fresh.base}/v1", api_key="demo-key", max_retries=0)
+    clean = fresh
     clean.knobs("anthropic", "claude-sonnet-4-5", suspended=True)
     raw = client.chat.completions.with_raw_response.create(
         model="frontier", messages=[{"role": "user", "content": "still there?"}])
@@ -196,16 +199,18 @@ def test_suspended_primary_fails_over_invisibly(client, clean):
     assert counts.get("openai/gpt-5") == 1
 
 
-def test_stream_failover_before_first_token(client, clean):
-    clean.knobs("anthropic", "claude-sonnet-4-5", in_band_error=True)
+def test_stream_failover_before_first_token(fresh):
+    client = openai.OpenAI(base_url=f"{fresh.base}/v1", api_key="demo-key", max_retries=0)
+    fresh.knobs("anthropic", "claude-sonnet-4-5", in_band_error=True)
     stream = client.chat.completions.create(
         model="frontier", stream=True, messages=[{"role": "user", "content": "hi"}])
     text = "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
     assert text.startswith("[openai/gpt-5]")
 
 
-def test_stream_cut_mid_answer_raises(client, clean):
-    clean.knobs("openai", "gpt-5", reset_after_tokens=3)
+def test_stream_cut_mid_answer_raises(fresh):
+    client = openai.OpenAI(base_url=f"{fresh.base}/v1", api_key="demo-key", max_retries=0)
+    fresh.knobs("openai", "gpt-5", reset_after_tokens=3)
     stream = client.chat.completions.create(
         model="gpt", stream=True, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.APIError):
