@@ -36,6 +36,7 @@ pub struct EventLog {
     seq: AtomicU64,
     ring: Mutex<VecDeque<Event>>,
     file: Option<mpsc::UnboundedSender<Event>>,
+    live: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -67,6 +68,7 @@ impl EventLog {
             seq: AtomicU64::new(0),
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             file,
+            live: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -97,7 +99,15 @@ impl EventLog {
         if let Some(tx) = &self.file {
             let _ = tx.send(event.clone());
         }
+        // No subscriber is fine; a slow one misses events (and can re-read
+        // them with `since`).
+        let _ = self.live.send(event.clone());
         event
+    }
+
+    /// New events as they happen, for the live stream.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.live.subscribe()
     }
 
     /// Events after `since` (a `seq`), oldest first.

@@ -140,3 +140,35 @@ async fn the_admin_token_is_not_an_app_key_and_app_keys_do_not_open_the_admin_pl
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn the_event_stream_delivers_new_events_live() {
+    use futures::StreamExt;
+    let env = start(|_| {}).await;
+    let resp = env
+        .http
+        .get(env.admin_url("/admin/events/stream"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    env.http
+        .post(env.admin_url("/admin/targets/gpt/suspend"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"reason": "live"}))
+        .send()
+        .await
+        .unwrap();
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("an event arrives")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(
+        text.contains("event: suspend") && text.contains("\"reason\":\"live\""),
+        "{text}"
+    );
+}

@@ -37,6 +37,7 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
         .route("/admin/targets/{target}/suspend", post(suspend))
         .route("/admin/targets/{target}/resume", post(resume))
         .route("/admin/events", get(events))
+        .route("/admin/events/stream", get(event_stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -250,4 +251,44 @@ struct Since {
 
 async fn events(State(admin): State<Admin>, Query(q): Query<Since>) -> Json<serde_json::Value> {
     Json(json!({"events": admin.live.events.since(q.since.unwrap_or(0))}))
+}
+
+/// The audit trail as a live SSE stream: first the events after `since`,
+/// then each new one as it happens.
+async fn event_stream(State(admin): State<Admin>, Query(q): Query<Since>) -> Response {
+    let mut rx = admin.live.events.subscribe();
+    let backlog = admin.live.events.since(q.since.unwrap_or(0));
+    let stream = async_stream::stream! {
+        let mut last = 0;
+        for e in backlog {
+            last = e.seq;
+            yield Ok::<_, std::convert::Infallible>(sse_frame(&e));
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.seq > last => {
+                    last = e.seq;
+                    yield Ok(sse_frame(&e));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/event-stream"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn sse_frame(e: &crate::events::Event) -> bytes::Bytes {
+    let data = serde_json::to_string(e).expect("serialize event");
+    bytes::Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        e.seq, e.kind
+    ))
 }
