@@ -73,11 +73,48 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Manage the gateway's own API keys for apps (in the keys file).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Routes file naming the keys file and the secret's env var.
+        #[arg(
+            long,
+            env = "SWITCHYARD_CONFIG",
+            default_value = "routes.toml",
+            global = true
+        )]
+        config: PathBuf,
+    },
     /// Ask a running gateway to re-read its routes file.
     Reload {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once and never stored.
+    Create {
+        name: String,
+        /// Routes it may use, comma-separated; all when absent.
+        #[arg(long, value_delimiter = ',')]
+        routes: Vec<String>,
+        /// Lifetime, e.g. 90d.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u32>,
+    },
+    /// List keys (names, scopes, limits; never secrets).
+    List,
+    /// Revoke a key by name.
+    Revoke { name: String },
 }
 
 #[derive(clap::Args)]
@@ -108,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
+        Command::Keys { command, config } => keys(command, &config),
         Command::Status { admin, json } => {
             let v = admin_call(&admin, reqwest::Method::GET, "/admin/routes", None).await?;
             if json {
@@ -228,6 +266,107 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     println!("Ctrl-C stops it.");
     shutdown_signal().await;
     gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
+    use switchyard::keys;
+    let config = match config::load_file(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let file = &config.auth.keys_file;
+    let mut records = keys::load_file(file)?;
+    match command {
+        KeysCommand::Create {
+            name,
+            routes,
+            expires,
+            rpm,
+            tpm,
+        } => {
+            if records.iter().any(|r| r.name == name && !r.revoked) {
+                bail!("a key named `{name}` exists; revoke it first or pick another name");
+            }
+            for r in &routes {
+                if !config.routes.contains_key(r) {
+                    bail!(
+                        "unknown route `{r}` (routes: {})",
+                        config.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            let secret = std::env::var(&config.auth.secret_env)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .with_context(|| {
+                    format!(
+                        "set {} to the gateway's HMAC secret",
+                        config.auth.secret_env
+                    )
+                })?;
+            let expires = match expires {
+                Some(d) => Some(
+                    humantime::parse_duration(&d)
+                        .with_context(|| format!("--expires {d}: not a duration (try 90d)"))?,
+                ),
+                None => None,
+            }
+            .map(|d| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |n| n.as_secs())
+                    + d.as_secs()
+            });
+            let routes = if routes.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                routes
+            };
+            let (record, key) = keys::create(secret.as_bytes(), &name, routes, expires, rpm, tpm);
+            records.push(record);
+            keys::save_file(file, records)?;
+            println!("{key}");
+            eprintln!("key `{name}` created; the line above is its secret, shown this once. Run `switchyard reload` to use it.");
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+                "NAME", "STATE", "ROUTES", "RPM", "TPM", "EXPIRES"
+            );
+            for r in &records {
+                let state = if r.revoked { "revoked" } else { "active" };
+                let limit = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+                let expires = r
+                    .expires
+                    .map_or("never".to_string(), |e| format!("unix {e}"));
+                println!(
+                    "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+                    r.name,
+                    state,
+                    r.routes.join(","),
+                    limit(r.rpm),
+                    limit(r.tpm),
+                    expires
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let mut found = false;
+            for r in records.iter_mut().filter(|r| r.name == name && !r.revoked) {
+                r.revoked = true;
+                found = true;
+            }
+            if !found {
+                bail!("no active key named `{name}`");
+            }
+            keys::save_file(file, records)?;
+            println!("key `{name}` revoked; run `switchyard reload` to apply it");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

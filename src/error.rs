@@ -173,8 +173,15 @@ pub enum GatewayError {
     BadRequest(#[from] DialectError),
     #[error("missing API key")]
     MissingKey,
-    #[error("invalid API key")]
-    InvalidKey,
+    #[error("{0}")]
+    InvalidKey(&'static str),
+    #[error("this API key may not use route `{0}`")]
+    OutOfScope(String),
+    #[error("this API key is over its limit of {what}")]
+    KeyRateLimited {
+        what: &'static str,
+        retry_after: Duration,
+    },
     #[error("unknown route `{0}`")]
     UnknownRoute(String),
     #[error("request body is larger than {0} bytes")]
@@ -208,7 +215,12 @@ impl GatewayError {
                 ErrorKind::Authentication,
                 "missing API key: send it the way your SDK does (Authorization, x-api-key or x-goog-api-key)",
             ),
-            GatewayError::InvalidKey => ApiError::new(ErrorKind::Authentication, "invalid API key"),
+            GatewayError::InvalidKey(why) => ApiError::new(ErrorKind::Authentication, *why),
+            GatewayError::OutOfScope(_) => ApiError::new(ErrorKind::Permission, self.to_string()),
+            GatewayError::KeyRateLimited { retry_after, .. } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..ApiError::new(ErrorKind::RateLimited, self.to_string())
+            },
             GatewayError::UnknownRoute(route) => ApiError {
                 param: Some("model".into()),
                 ..ApiError::new(

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 
 use crate::config::{self, AuthMode, Config, ConfigError};
 use crate::events::{EventLog, NewEvent};
 use crate::health::{self, Registry, Suspension};
+use crate::keys::KeyStore;
 use crate::policy::Table;
 use crate::provider::{EnvLookup, Provider, ProviderError};
 
@@ -25,8 +25,10 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    #[error("auth.keys_env: env var {0} is not set")]
-    KeysEnv(String),
+    #[error("auth.secret_env: env var {0} (the HMAC secret for app keys) is not set or empty")]
+    KeySecret(String),
+    #[error(transparent)]
+    KeyFile(#[from] crate::keys::KeyFileError),
     #[error(transparent)]
     State(#[from] health::PersistError),
 }
@@ -51,23 +53,10 @@ impl LoadError {
 }
 
 /// How app keys are checked in this snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Auth {
     AnyKey,
-    /// SHA-256 digests of the accepted keys; the keys themselves are not kept.
-    Keys(Vec<[u8; 32]>),
-}
-
-impl Auth {
-    pub fn accepts(&self, key: &str) -> bool {
-        match self {
-            Auth::AnyKey => !key.is_empty(),
-            Auth::Keys(digests) => {
-                let d: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-                digests.iter().fold(false, |acc, k| acc | (k == &d))
-            }
-        }
-    }
+    Keys(KeyStore),
 }
 
 /// Everything a request needs, immutable once built.
@@ -108,15 +97,16 @@ impl Snapshot {
         let auth = match config.auth.mode {
             AuthMode::AnyKey => Auth::AnyKey,
             AuthMode::Keys => {
-                let var = config.auth.keys_env.clone().unwrap_or_default();
-                let list = env(&var).ok_or(LoadError::KeysEnv(var))?;
-                Auth::Keys(
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(|k| Sha256::digest(k.as_bytes()).into())
-                        .collect(),
-                )
+                let var = &config.auth.secret_env;
+                let secret = env(var)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| LoadError::KeySecret(var.clone()))?;
+                let records = crate::keys::load_file(&config.auth.keys_file)?;
+                let previous = previous.and_then(|p| match &p.auth {
+                    Auth::Keys(store) => Some(store),
+                    Auth::AnyKey => None,
+                });
+                Auth::Keys(KeyStore::build(secret.into_bytes(), records, previous))
             }
         };
         let health = Registry::carry_over(

@@ -81,7 +81,7 @@ fn serve_refuses_to_start_without_an_admin_token() {
     let out = bin()
         .args(["serve", "--config", "routes.toml"])
         .env_remove("SWITCHYARD_ADMIN_TOKEN")
-        .env("SWITCHYARD_APP_KEYS", "k1")
+        .env("SWITCHYARD_KEY_SECRET", "s")
         .env("ANTHROPIC_API_KEY", "x")
         .env("OPENAI_API_KEY", "x")
         .env("GEMINI_API_KEY", "x")

@@ -97,20 +97,31 @@ impl Default for HealthConfig {
     }
 }
 
-/// How app keys are checked until scoped keys exist.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How app keys are checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
-    /// Env var holding a comma-separated list of accepted app keys
-    /// (`mode = "keys"`).
-    pub keys_env: Option<String>,
+    /// The keys file `switchyard keys` manages (HMACs, never keys).
+    pub keys_file: PathBuf,
+    /// Env var holding the server-side HMAC secret.
+    pub secret_env: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Keys,
+            keys_file: PathBuf::from("switchyard-keys.json"),
+            secret_env: "SWITCHYARD_KEY_SECRET".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
-    /// Only keys listed in `keys_env` are accepted.
+    /// Only keys from the keys file are accepted.
     #[default]
     Keys,
     /// Any non-empty key is accepted: for demos and trusted networks only.

@@ -13,10 +13,10 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
             "must be greater than 0".into(),
         ));
     }
-    if cfg.auth.mode == AuthMode::Keys && cfg.auth.keys_env.is_none() {
+    if cfg.auth.mode == AuthMode::Keys && cfg.auth.secret_env.is_empty() {
         out.push((
-            "auth.keys_env".into(),
-            "mode \"keys\" needs keys_env: the env var that lists the app keys".into(),
+            "auth.secret_env".into(),
+            "mode \"keys\" needs secret_env: the env var with the HMAC secret".into(),
         ));
     }
     let h = &cfg.health;

@@ -20,7 +20,8 @@ use crate::model::{ChatRequest, Dialect};
 use crate::provider::Forwarded;
 use sha2::{Digest, Sha256};
 
-use crate::state::Live;
+use crate::keys::{AppKey, Denied, Refused};
+use crate::state::{Auth, Live};
 use crate::telemetry;
 
 /// The data-plane router.
@@ -78,15 +79,16 @@ async fn handle(
 ) -> Response {
     let snapshot = live.load();
     let (parts, body) = req.into_parts();
-    if let Err(e) = authenticate(
+    let app_key = match authenticate(
         live,
         &snapshot.auth,
         dialect,
         &parts.headers,
         parts.uri.query(),
     ) {
-        return respond::error(dialect, &e);
-    }
+        Ok(k) => k,
+        Err(e) => return respond::error(dialect, &e),
+    };
     if let Err(e) = body::check_content_type(&parts.headers) {
         return respond::error(dialect, &e);
     }
@@ -101,6 +103,18 @@ async fn handle(
     let Some(route) = snapshot.table.routes.get(&request.model) else {
         return respond::error(dialect, &GatewayError::UnknownRoute(request.model.clone()));
     };
+    if let Some(key) = &app_key {
+        let tokens = request.estimated_tokens() + u64::from(request.max_tokens.unwrap_or(0));
+        match key.admit(&route.name, tokens) {
+            Ok(()) => {}
+            Err(Denied::Scope) => {
+                return respond::error(dialect, &GatewayError::OutOfScope(route.name.clone()))
+            }
+            Err(Denied::RateLimited { what, retry_after }) => {
+                return respond::error(dialect, &GatewayError::KeyRateLimited { what, retry_after })
+            }
+        }
+    }
     let fwd = Forwarded {
         anthropic_version: parts.headers.get("anthropic-version").cloned(),
     };
@@ -135,14 +149,16 @@ async fn handle(
     }
 }
 
-/// Finds the app key where the dialect's SDK puts it, and checks it.
+/// Finds the app key where the dialect's SDK puts it, and checks it. The
+/// result is the key's identity (`None` in `any_key` mode); every failure is
+/// a 401, never a default identity.
 fn authenticate(
     live: &Live,
-    auth: &crate::state::Auth,
+    auth: &Auth,
     dialect: Dialect,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<(), GatewayError> {
+) -> Result<Option<Arc<AppKey>>, GatewayError> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -158,13 +174,23 @@ fn authenticate(
         Dialect::Gemini => header("x-goog-api-key")
             .or_else(|| query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))),
     };
-    match key {
-        None | Some("") => Err(GatewayError::MissingKey),
-        Some(k) if live.admin_token_digest.get() == Some(&Sha256::digest(k.as_bytes()).into()) => {
-            Err(GatewayError::InvalidKey)
-        }
-        Some(k) if auth.accepts(k) => Ok(()),
-        Some(_) => Err(GatewayError::InvalidKey),
+    let key = match key {
+        None | Some("") => return Err(GatewayError::MissingKey),
+        Some(k) => k,
+    };
+    if live.admin_token_digest.get() == Some(&Sha256::digest(key.as_bytes()).into()) {
+        return Err(GatewayError::InvalidKey(
+            "the admin token is not an app key",
+        ));
+    }
+    match auth {
+        Auth::AnyKey => Ok(None),
+        Auth::Keys(store) => match store.authenticate(key) {
+            Ok(k) => Ok(Some(k)),
+            Err(Refused::Unknown) => Err(GatewayError::InvalidKey("invalid API key")),
+            Err(Refused::Expired) => Err(GatewayError::InvalidKey("this API key has expired")),
+            Err(Refused::Revoked) => Err(GatewayError::InvalidKey("this API key was revoked")),
+        },
     }
 }
 

@@ -1,0 +1,1 @@
+//! Chaos drills (being written).

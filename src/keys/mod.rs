@@ -1,0 +1,318 @@
+//! The gateway's own API keys for apps.
+//!
+//! A key is shown once, when it is created; the keys file stores only its
+//! HMAC-SHA256 under a server-side secret, with a name, the routes it may
+//! use, an optional expiry and rate limits. A presented key is looked up by
+//! its HMAC and compared in constant time. There is no fallback identity:
+//! a missing, unknown, expired or revoked key is refused.
+
+mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+pub use store::{load_file, save_file, KeyFileError};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// One key as stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    pub name: String,
+    /// Hex HMAC-SHA256 of the key under the server secret.
+    pub hmac: String,
+    /// Routes the key may use; `["*"]` for all.
+    pub routes: Vec<String>,
+    /// Unix seconds.
+    pub created: u64,
+    pub expires: Option<u64>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Prompt + completion tokens per minute (estimated at request time).
+    pub tpm: Option<u32>,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A new key: the record to store and the secret to show once.
+pub fn create(
+    secret: &[u8],
+    name: &str,
+    routes: Vec<String>,
+    expires: Option<u64>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+) -> (KeyRecord, String) {
+    let key = format!(
+        "sy-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let record = KeyRecord {
+        name: name.to_string(),
+        hmac: hex::encode(mac(secret, &key)),
+        routes,
+        created: unix_now(),
+        expires,
+        rpm,
+        tpm,
+        revoked: false,
+    };
+    (record, key)
+}
+
+fn mac(secret: &[u8], key: &str) -> [u8; 32] {
+    let mut m =
+        <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    m.update(key.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A key that passed authentication.
+#[derive(Debug)]
+pub struct AppKey {
+    pub name: String,
+    routes: Option<BTreeSet<String>>,
+    rpm: Option<DefaultDirectRateLimiter>,
+    tpm: Option<DefaultDirectRateLimiter>,
+}
+
+/// Why a key may not do what it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// The route is outside the key's scope.
+    Scope,
+    /// Over a limit; retry after this long.
+    RateLimited {
+        what: &'static str,
+        retry_after: Duration,
+    },
+}
+
+impl AppKey {
+    /// Checks scope and limits for one request of about `tokens` tokens.
+    pub fn admit(&self, route: &str, tokens: u64) -> Result<(), Denied> {
+        if self.routes.as_ref().is_some_and(|r| !r.contains(route)) {
+            return Err(Denied::Scope);
+        }
+        let clock = DefaultClock::default();
+        if let Some(l) = &self.rpm {
+            l.check().map_err(|n| Denied::RateLimited {
+                what: "requests per minute",
+                retry_after: n.wait_time_from(clock.now()),
+            })?;
+        }
+        if let Some(l) = &self.tpm {
+            let n = NonZeroU32::new(u32::try_from(tokens).unwrap_or(u32::MAX).max(1))
+                .expect("at least 1");
+            match l.check_n(n) {
+                Ok(Ok(())) => {}
+                Ok(Err(not_until)) => {
+                    return Err(Denied::RateLimited {
+                        what: "tokens per minute",
+                        retry_after: not_until.wait_time_from(clock.now()),
+                    })
+                }
+                // More tokens than a whole minute allows: never admissible.
+                Err(_) => {
+                    return Err(Denied::RateLimited {
+                        what: "tokens per minute (this request alone exceeds the limit)",
+                        retry_after: Duration::from_secs(60),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one snapshot, by HMAC.
+#[derive(Debug)]
+pub struct KeyStore {
+    secret: Vec<u8>,
+    by_mac: HashMap<[u8; 32], (KeyRecord, Arc<AppKey>)>,
+}
+
+/// Why a key was refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Unknown,
+    Expired,
+    Revoked,
+}
+
+impl KeyStore {
+    /// Builds the store; keys whose record did not change keep their rate
+    /// limiters from `previous`, so a reload does not reset limits.
+    pub fn build(
+        secret: Vec<u8>,
+        records: Vec<KeyRecord>,
+        previous: Option<&KeyStore>,
+    ) -> KeyStore {
+        let mut by_mac = HashMap::with_capacity(records.len());
+        for r in records {
+            let Some(digest) = hex::decode(&r.hmac)
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            else {
+                continue;
+            };
+            let reused = previous
+                .and_then(|p| p.by_mac.get(&digest))
+                .filter(|(old, _)| old == &r)
+                .map(|(_, k)| k.clone());
+            let key = reused.unwrap_or_else(|| {
+                let quota = |n: Option<u32>| {
+                    n.and_then(NonZeroU32::new)
+                        .map(|n| RateLimiter::direct(Quota::per_minute(n)))
+                };
+                Arc::new(AppKey {
+                    name: r.name.clone(),
+                    routes: (!r.routes.iter().any(|x| x == "*"))
+                        .then(|| r.routes.iter().cloned().collect()),
+                    rpm: quota(r.rpm),
+                    tpm: quota(r.tpm),
+                })
+            });
+            by_mac.insert(digest, (r, key));
+        }
+        KeyStore { secret, by_mac }
+    }
+
+    pub fn authenticate(&self, presented: &str) -> Result<Arc<AppKey>, Refused> {
+        let digest = mac(&self.secret, presented);
+        let (record, key) = self.by_mac.get(&digest).ok_or(Refused::Unknown)?;
+        // The map lookup found it by HMAC; compare in constant time anyway.
+        let stored: [u8; 32] = hex::decode(&record.hmac)
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .ok_or(Refused::Unknown)?;
+        if !bool::from(stored.ct_eq(&digest)) {
+            return Err(Refused::Unknown);
+        }
+        if record.revoked {
+            return Err(Refused::Revoked);
+        }
+        if record.expires.is_some_and(|e| e <= unix_now()) {
+            return Err(Refused::Expired);
+        }
+        Ok(key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(records: Vec<KeyRecord>) -> KeyStore {
+        KeyStore::build(b"server-secret".to_vec(), records, None)
+    }
+
+    #[test]
+    fn a_created_key_authenticates_and_nothing_else_does() {
+        let (rec, key) = create(
+            b"server-secret",
+            "app-a",
+            vec!["*".into()],
+            None,
+            None,
+            None,
+        );
+        assert!(!rec.hmac.contains(&key) && rec.hmac.len() == 64);
+        let s = store(vec![rec]);
+        assert_eq!(s.authenticate(&key).unwrap().name, "app-a");
+        assert_eq!(s.authenticate("sy-guess").unwrap_err(), Refused::Unknown);
+        assert_eq!(s.authenticate("").unwrap_err(), Refused::Unknown);
+        // The same key under another server secret is unknown.
+        let other = KeyStore::build(
+            b"other".to_vec(),
+            s.by_mac.values().map(|(r, _)| r.clone()).collect(),
+            None,
+        );
+        assert_eq!(other.authenticate(&key).unwrap_err(), Refused::Unknown);
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_are_refused() {
+        let (mut rec, key) = create(b"server-secret", "a", vec!["*".into()], Some(1), None, None);
+        assert_eq!(
+            store(vec![rec.clone()]).authenticate(&key).unwrap_err(),
+            Refused::Expired
+        );
+        rec.expires = None;
+        rec.revoked = true;
+        assert_eq!(
+            store(vec![rec]).authenticate(&key).unwrap_err(),
+            Refused::Revoked
+        );
+    }
+
+    #[test]
+    fn scope_and_rate_limits() {
+        let (rec, key) = create(
+            b"server-secret",
+            "a",
+            vec!["gpt".into()],
+            None,
+            Some(2),
+            Some(100),
+        );
+        let s = store(vec![rec]);
+        let k = s.authenticate(&key).unwrap();
+        assert_eq!(k.admit("claude", 1), Err(Denied::Scope));
+        assert_eq!(k.admit("gpt", 10), Ok(()));
+        assert_eq!(k.admit("gpt", 10), Ok(()));
+        assert!(matches!(
+            k.admit("gpt", 10),
+            Err(Denied::RateLimited {
+                what: "requests per minute",
+                ..
+            })
+        ));
+        let (rec, key) = create(
+            b"server-secret",
+            "b",
+            vec!["*".into()],
+            None,
+            None,
+            Some(100),
+        );
+        let k = store(vec![rec]).authenticate(&key).unwrap();
+        assert!(matches!(
+            k.admit("gpt", 101),
+            Err(Denied::RateLimited { .. })
+        ));
+        assert_eq!(k.admit("gpt", 60), Ok(()));
+        assert!(matches!(
+            k.admit("gpt", 60),
+            Err(Denied::RateLimited {
+                what: "tokens per minute",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn limits_survive_a_rebuild_of_an_unchanged_key() {
+        let (rec, key) = create(b"s", "a", vec!["*".into()], None, Some(1), None);
+        let s1 = KeyStore::build(b"s".to_vec(), vec![rec.clone()], None);
+        s1.authenticate(&key).unwrap().admit("x", 1).unwrap();
+        let s2 = KeyStore::build(b"s".to_vec(), vec![rec], Some(&s1));
+        assert!(s2.authenticate(&key).unwrap().admit("x", 1).is_err());
+    }
+}
