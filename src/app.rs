@@ -34,8 +34,6 @@ pub enum StartError {
     },
 }
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,6 +78,7 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     let data = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
     let (stop, stopped) = watch::channel(false);
+    let limits = Limits::from(&live.load().config.gateway);
     let addr = data.local_addr().map_err(|source| StartError::Bind {
         addr: opts.listen,
         source,
@@ -91,12 +90,14 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     let tasks = vec![
         tokio::spawn(serve(
             data,
-            crate::http::router(live.clone()),
+            crate::http::router(live.clone(), limits.max_concurrent),
+            limits,
             wait(stopped.clone()),
         )),
         tokio::spawn(serve(
             admin,
             crate::admin::router(live.clone(), &opts.admin_token),
+            limits,
             wait(stopped.clone()),
         )),
         tokio::spawn(expire_suspensions(live.clone(), wait(stopped))),
@@ -136,14 +137,49 @@ async fn wait(mut rx: watch::Receiver<bool>) {
 
 /// Serves `router` on `listener` with hyper directly, so the header-read
 /// timeout has a timer behind it, until `shutdown` resolves; then drains.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+/// Connection-level limits, fixed at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_concurrent: usize,
+}
+
+impl From<&crate::config::GatewayConfig> for Limits {
+    fn from(g: &crate::config::GatewayConfig) -> Limits {
+        Limits {
+            header_read_timeout: g.header_read_timeout,
+            max_headers: g.max_headers,
+            max_header_bytes: g.max_header_bytes,
+            max_concurrent: g.max_concurrent_requests,
+        }
+    }
+}
+
+/// How long an idle HTTP/2 connection is kept (HTTP/1 idle connections are
+/// bounded by the header-read timeout of their next request).
+const H2_KEEPALIVE: Duration = Duration::from_secs(60);
+
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .max_header_list_size(limits.max_header_bytes as u32);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

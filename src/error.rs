@@ -204,6 +204,8 @@ pub enum GatewayError {
     },
     #[error("upstream rejected the request")]
     Rejected { status: u16, vendor: VendorError },
+    #[error("the gateway is at its limit of concurrent requests; retry shortly")]
+    Shed,
 }
 
 impl GatewayError {
@@ -243,6 +245,10 @@ impl GatewayError {
                 ApiError::new(kind, format!("the backend rejected the request: {}", vendor.message))
             }
             GatewayError::Exhausted { route, attempts } => exhausted(route, attempts),
+            GatewayError::Shed => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(ErrorKind::Overloaded, self.to_string())
+            },
             GatewayError::AllOut { retry_after, .. } => ApiError {
                 retry_after: Some(retry_after.as_secs().max(1)),
                 ..ApiError::new(ErrorKind::Overloaded, self.to_string())

@@ -45,6 +45,16 @@ pub struct GatewayConfig {
     pub state_file: Option<PathBuf>,
     /// Where the audit trail is appended as JSONL; none: in memory only.
     pub events_file: Option<PathBuf>,
+    /// Requests served at once; beyond it, 503 with `Retry-After` at once
+    /// instead of an unbounded queue.
+    pub max_concurrent_requests: usize,
+    /// A client must send its request headers within this time.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most request headers accepted.
+    pub max_headers: usize,
+    /// Largest request head (line + headers), in bytes.
+    pub max_header_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +65,10 @@ impl Default for GatewayConfig {
             max_body_bytes: 10 * 1024 * 1024,
             state_file: None,
             events_file: None,
+            max_concurrent_requests: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -200,6 +214,8 @@ pub struct RouteConfig {
     /// Time from sending a stream request to its first content event.
     #[serde(default = "defaults::first_token_timeout", with = "humantime_serde")]
     pub first_token_timeout: Duration,
+    /// Largest request body for this route (default: the gateway's).
+    pub max_body_bytes: Option<usize>,
     /// Longest silence allowed between two chunks of a stream once it began.
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,

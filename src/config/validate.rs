@@ -7,6 +7,24 @@ use super::{AuthMode, Config, ProviderKind};
 
 pub fn validate(cfg: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if cfg.gateway.max_concurrent_requests == 0 {
+        out.push((
+            "gateway.max_concurrent_requests".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if cfg.gateway.max_header_bytes < 8192 {
+        out.push((
+            "gateway.max_header_bytes".into(),
+            "must be at least 8192".into(),
+        ));
+    }
+    if cfg.gateway.header_read_timeout.is_zero() {
+        out.push((
+            "gateway.header_read_timeout".into(),
+            "must be greater than 0".into(),
+        ));
+    }
     if cfg.gateway.max_body_bytes == 0 {
         out.push((
             "gateway.max_body_bytes".into(),

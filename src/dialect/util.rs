@@ -25,10 +25,28 @@ pub(crate) fn passthrough(
 ) -> Option<Passthrough> {
     let fields: Map<String, Value> = obj
         .iter()
-        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .filter(|(k, _)| !known.contains(&k.as_str()) && !steers_egress(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (!fields.is_empty()).then_some(Passthrough { dialect, fields })
+}
+
+/// Fields a client might use to steer where the gateway sends requests.
+/// Upstream hosts come from `routes.toml` only: these are never forwarded.
+fn steers_egress(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    matches!(
+        k.as_str(),
+        "api_base"
+            | "base_url"
+            | "api_url"
+            | "url"
+            | "host"
+            | "endpoint"
+            | "proxy"
+            | "api_key"
+            | "key"
+    )
 }
 
 /// Adds passthrough fields that belong to `dialect` without overwriting
@@ -140,4 +158,19 @@ pub(crate) fn error_json(body: &[u8]) -> Option<Value> {
 /// echoes the body, which may be an HTML page or carry internal details.
 pub(crate) fn opaque_error(status: u16) -> String {
     format!("upstream answered HTTP {status} with an unreadable error body")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passthrough_never_carries_egress_or_credential_fields() {
+        let obj: Map<String, Value> = serde_json::from_str(
+            r#"{"model":"m","seed":1,"api_base":"http://evil","base_url":"x","Host":"h","api-key":"k"}"#,
+        )
+        .unwrap();
+        let p = passthrough(Dialect::OpenAi, &obj, &["model"]).unwrap();
+        assert_eq!(p.fields.keys().collect::<Vec<_>>(), ["seed"]);
+    }
 }

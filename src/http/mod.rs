@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
 use http::{HeaderMap, Request};
 
 use crate::dialect::{self, DialectError};
@@ -24,8 +25,11 @@ use crate::keys::{AppKey, Denied, Refused};
 use crate::state::{Auth, Live};
 use crate::telemetry;
 
-/// The data-plane router.
-pub fn router(live: Arc<Live>) -> Router {
+/// The data-plane router. At most `max_concurrent` requests are served at
+/// once; the next one is shed at once (503 + `Retry-After`, in the caller's
+/// dialect) rather than queued without bound.
+pub fn router(live: Arc<Live>, max_concurrent: usize) -> Router {
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(list_models))
@@ -33,6 +37,34 @@ pub fn router(live: Arc<Live>) -> Router {
         .route("/v1beta/models/{action}", post(gemini))
         .route("/v1/models/{action}", post(gemini))
         .with_state(live)
+        .layer(axum::middleware::from_fn(
+            move |req: Request<Body>, next: axum::middleware::Next| {
+                shed(permits.clone(), req, next)
+            },
+        ))
+}
+
+/// Holds one permit for the whole response, streamed bodies included.
+async fn shed(
+    permits: Arc<tokio::sync::Semaphore>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(permit) = permits.try_acquire_owned() else {
+        let dialect = match req.uri().path() {
+            "/v1/messages" => Dialect::Anthropic,
+            p if p.starts_with("/v1beta/") || p.starts_with("/v1/models/") => Dialect::Gemini,
+            _ => Dialect::OpenAi,
+        };
+        return respond::error(dialect, &GatewayError::Shed);
+    };
+    let resp = next.run(req).await;
+    let (parts, body) = resp.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 async fn openai_chat(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
@@ -92,7 +124,7 @@ async fn handle(
     if let Err(e) = body::check_content_type(&parts.headers) {
         return respond::error(dialect, &e);
     }
-    let bytes = match body::read(body, snapshot.config.gateway.max_body_bytes).await {
+    let bytes = match body::read(body, snapshot.table.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return respond::error(dialect, &e),
     };
@@ -103,6 +135,9 @@ async fn handle(
     let Some(route) = snapshot.table.routes.get(&request.model) else {
         return respond::error(dialect, &GatewayError::UnknownRoute(request.model.clone()));
     };
+    if bytes.len() > route.max_body_bytes {
+        return respond::error(dialect, &GatewayError::BodyTooLarge(route.max_body_bytes));
+    }
     if let Some(key) = &app_key {
         let tokens = request.estimated_tokens() + u64::from(request.max_tokens.unwrap_or(0));
         match key.admit(&route.name, tokens) {

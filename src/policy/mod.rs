@@ -55,6 +55,8 @@ pub struct Route {
     pub commit_tokens: u32,
     pub commit_time: Option<Duration>,
     pub continue_on_cut: bool,
+    /// Largest request body for this route.
+    pub max_body_bytes: usize,
 }
 
 /// The targets that can honour one request, in order, and why others were
@@ -109,6 +111,9 @@ impl Route {
 pub struct Table {
     pub routes: BTreeMap<String, Route>,
     pub targets: BTreeMap<String, Arc<Target>>,
+    /// The largest body any route accepts: the limit while reading, before
+    /// the route is known.
+    pub max_body_bytes: usize,
 }
 
 impl Table {
@@ -131,7 +136,7 @@ impl Table {
                 (name.clone(), Arc::new(target))
             })
             .collect();
-        let routes = cfg
+        let routes: BTreeMap<String, Route> = cfg
             .routes
             .iter()
             .map(|(name, r)| {
@@ -152,11 +157,22 @@ impl Table {
                     commit_tokens: r.commit_tokens,
                     commit_time: r.commit_time,
                     continue_on_cut: r.continue_on_cut,
+                    max_body_bytes: r.max_body_bytes.unwrap_or(cfg.gateway.max_body_bytes),
                 };
                 (name.clone(), route)
             })
             .collect();
-        Table { routes, targets }
+        let max_body_bytes = routes
+            .values()
+            .map(|r: &Route| r.max_body_bytes)
+            .chain(std::iter::once(cfg.gateway.max_body_bytes))
+            .max()
+            .unwrap_or(cfg.gateway.max_body_bytes);
+        Table {
+            routes,
+            targets,
+            max_body_bytes,
+        }
     }
 }
 
@@ -189,6 +205,7 @@ mod tests {
             commit_tokens: 0,
             commit_time: None,
             continue_on_cut: false,
+            max_body_bytes: 1 << 20,
         }
     }
 
