@@ -138,6 +138,9 @@ pub struct Live {
     pub reloads_failed: AtomicU64,
     /// SHA-256 of the admin token: the data plane refuses it as an app key.
     pub admin_token_digest: std::sync::OnceLock<[u8; 32]>,
+    /// Serialises reloads (file watch, SIGHUP, admin API) so an older table
+    /// is never stored over a newer one. Never taken on the request path.
+    reload_lock: std::sync::Mutex<()>,
     /// Where `reload` reads from; `None` for the embedded demo table.
     path: Option<PathBuf>,
     env: EnvLookup,
@@ -170,6 +173,7 @@ impl Live {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             admin_token_digest: std::sync::OnceLock::new(),
+            reload_lock: std::sync::Mutex::new(()),
             env,
             next_version: AtomicU64::new(snapshot.version + 1),
             current: ArcSwap::from_pointee(snapshot),
@@ -188,6 +192,7 @@ impl Live {
         let Some(path) = &self.path else {
             return Ok(self.load().version);
         };
+        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.load().version.to_string();
         let result = config::load_file(path)
             .map_err(LoadError::from)

@@ -86,7 +86,7 @@ pub async fn serve(
         ) else {
             continue;
         };
-        let _probe = match health.admit(Instant::now()) {
+        let probe = match health.admit(Instant::now()) {
             Admission::Ok => ProbeGuard(None),
             Admission::Probe => ProbeGuard(Some(health.clone())),
             Admission::Suspended(why) => {
@@ -108,7 +108,15 @@ pub async fn serve(
                 Ok(answer) => {
                     telemetry::attempt(&target.name, "ok", duration);
                     health.observe(true, duration);
-                    report(live, health, &target, Outcome::Success, None, health_cfg);
+                    report(
+                        live,
+                        health,
+                        &target,
+                        Outcome::Success,
+                        None,
+                        probe.0.is_some(),
+                        health_cfg,
+                    );
                     tracing::debug!(route = %route.name, target = %target.name, ?duration, "attempt ok");
                     attempts.push(Attempt {
                         target: target.name.clone(),
@@ -151,7 +159,15 @@ pub async fn serve(
                 Decision::Failover => Outcome::Failure,
                 Decision::Stop | Decision::FailoverToLargerWindow => Outcome::Neutral,
             };
-            report(live, health, &target, outcome, Some(reason), health_cfg);
+            report(
+                live,
+                health,
+                &target,
+                outcome,
+                Some(reason),
+                probe.0.is_some(),
+                health_cfg,
+            );
             if reason == Reason::AccountDisabled {
                 take_out_account(live, snapshot, &target);
             }
@@ -226,9 +242,15 @@ fn report(
     target: &Target,
     outcome: Outcome,
     reason: Option<Reason>,
+    probe: bool,
     cfg: &crate::config::HealthConfig,
 ) {
-    match health.record(outcome, Instant::now(), cfg) {
+    let transition = if probe {
+        health.record_probe(outcome, Instant::now(), cfg)
+    } else {
+        health.record(outcome, Instant::now(), cfg)
+    };
+    match transition {
         Some(Transition::Ejected { backoff, why }) => {
             let reason = match reason {
                 Some(Reason::ModelUnavailable) => format!(

@@ -176,20 +176,48 @@ impl TargetHealth {
         }
     }
 
-    /// Records how an attempt ended; returns a transition when one happened.
+    /// Records how an ordinary attempt ended; returns a transition when one
+    /// happened. A success does not end an ejection: only the probe does
+    /// (a request that was in flight when the target was ejected proves
+    /// nothing about now).
     pub fn record(&self, outcome: Outcome, now: Instant, cfg: &HealthConfig) -> Option<Transition> {
+        self.record_attempt(outcome, false, now, cfg)
+    }
+
+    /// Records how the probe admitted by [`TargetHealth::admit`] ended: a
+    /// success restores the target, a failure ejects it for longer.
+    pub fn record_probe(
+        &self,
+        outcome: Outcome,
+        now: Instant,
+        cfg: &HealthConfig,
+    ) -> Option<Transition> {
+        self.record_attempt(outcome, true, now, cfg)
+    }
+
+    fn record_attempt(
+        &self,
+        outcome: Outcome,
+        probe: bool,
+        now: Instant,
+        cfg: &HealthConfig,
+    ) -> Option<Transition> {
         if outcome == Outcome::Neutral {
+            if probe {
+                self.probing.store(false, Ordering::Release);
+            }
             return None;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let at = self.ms(now);
         self.roll_window(at, cfg);
         self.window_requests.fetch_add(1, Ordering::Relaxed);
+        let ejected = self.ejected_until.load(Ordering::Acquire) != 0;
         if outcome == Outcome::Success {
             self.consecutive.store(0, Ordering::Relaxed);
-            let was_ejected = self.ejected_until.swap(0, Ordering::AcqRel) != 0;
-            self.probing.store(false, Ordering::Release);
-            if was_ejected {
+            if probe && ejected {
+                self.ejected_until.store(0, Ordering::Release);
+                self.probing.store(false, Ordering::Release);
                 self.ejections.store(0, Ordering::Relaxed);
                 self.note("recovered: a probe succeeded".into());
                 return Some(Transition::Recovered);
@@ -200,10 +228,10 @@ impl TargetHealth {
         let failures = self.window_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let consecutive = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         let requests = self.window_requests.load(Ordering::Relaxed);
-        let probe_failed = self.probing.swap(false, Ordering::AcqRel);
-        let why = if probe_failed {
+        let why = if probe {
+            self.probing.store(false, Ordering::Release);
             Some("the probe failed".to_string())
-        } else if self.ejected_until.load(Ordering::Acquire) != 0 {
+        } else if ejected {
             None // already ejected: a request that was in flight
         } else if consecutive >= cfg.consecutive_failures {
             Some(format!("{consecutive} consecutive failures"))

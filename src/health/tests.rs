@@ -32,7 +32,7 @@ async fn consecutive_failures_eject_then_one_probe_restores() {
     // Exactly one probe at a time.
     assert!(matches!(h.admit(Instant::now()), Admission::Ejected(_)));
     assert_eq!(
-        h.record(Outcome::Success, Instant::now(), &cfg()),
+        h.record_probe(Outcome::Success, Instant::now(), &cfg()),
         Some(Transition::Recovered)
     );
     assert_eq!(h.admit(Instant::now()), Admission::Ok);
@@ -50,7 +50,7 @@ async fn backoff_grows_with_each_failed_probe_up_to_the_cap() {
     for _ in 0..6 {
         advance(*backoffs.last().unwrap()).await;
         assert_eq!(h.admit(Instant::now()), Admission::Probe);
-        match h.record(Outcome::Failure, Instant::now(), &cfg()) {
+        match h.record_probe(Outcome::Failure, Instant::now(), &cfg()) {
             Some(Transition::Ejected { backoff, .. }) => backoffs.push(backoff),
             other => panic!("a failed probe must re-eject, got {other:?}"),
         }
@@ -198,4 +198,13 @@ async fn suspensions_round_trip_through_the_state_file() {
     assert_eq!(load_suspensions(&path).unwrap(), s);
     std::fs::write(&path, b"{garbage").unwrap();
     assert!(load_suspensions(&path).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_was_in_flight_does_not_end_an_ejection() {
+    let h = TargetHealth::new("claude", Instant::now());
+    fail(&h, cfg().consecutive_failures);
+    assert_eq!(h.record(Outcome::Success, Instant::now(), &cfg()), None);
+    assert_eq!(h.state(Instant::now()), TargetState::Ejected);
+    assert!(matches!(h.admit(Instant::now()), Admission::Ejected(_)));
 }

@@ -52,11 +52,7 @@ pub fn create(
     rpm: Option<u32>,
     tpm: Option<u32>,
 ) -> (KeyRecord, String) {
-    let key = format!(
-        "sy-{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let key = new_secret();
     let record = KeyRecord {
         name: name.to_string(),
         hmac: hex::encode(mac(secret, &key)),
@@ -68,6 +64,12 @@ pub fn create(
         revoked: false,
     };
     (record, key)
+}
+
+/// `sy-` and 43 random base62 characters (~256 bits).
+fn new_secret() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("sy-{}", Alphanumeric.sample_string(&mut rand::rng(), 43))
 }
 
 fn mac(secret: &[u8], key: &str) -> [u8; 32] {
