@@ -121,6 +121,9 @@ fn classify_status(status: u16, vendor: &VendorError) -> (Reason, Decision) {
             (Reason::Overloaded, Decision::Failover)
         }
         500..=599 => (Reason::ServerError, Decision::Failover),
+        // Redirects are never followed: the vendor answered something else
+        // than an answer, which is its failure, not the app's.
+        300..=399 => (Reason::Malformed, Decision::Failover),
         // The vendor says the model is gone: suspended, retired or disabled.
         404 => (Reason::ModelUnavailable, Decision::Failover),
         // Our credentials for this vendor were refused: another vendor can serve.
