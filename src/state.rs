@@ -38,6 +38,8 @@ pub enum LoadError {
 pub enum OpsError {
     #[error("unknown target `{0}`")]
     UnknownTarget(String),
+    #[error("chaos is disabled on this gateway: set `[chaos] enabled = true` in its routes file")]
+    ChaosDisabled,
     #[error(transparent)]
     Persist(#[from] health::PersistError),
 }
@@ -300,6 +302,62 @@ impl Live {
         Ok(Some(old))
     }
 
+    /// Injects `fault` on `target` for `ttl` (chaos drills only).
+    pub fn set_fault(
+        &self,
+        target: &str,
+        fault: crate::provider::fault::Fault,
+        ttl: std::time::Duration,
+        actor: &str,
+    ) -> Result<u64, OpsError> {
+        let snap = self.load();
+        if !snap.config.chaos.enabled {
+            return Err(OpsError::ChaosDisabled);
+        }
+        let h = snap
+            .health
+            .targets
+            .get(target)
+            .filter(|_| snap.table.targets.contains_key(target))
+            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
+        let until = unix_now() + ttl.as_secs().max(1);
+        let described = serde_json::to_string(&fault).unwrap_or_default();
+        h.set_fault(Some(Arc::new(crate::provider::fault::ActiveFault::new(
+            fault, until,
+        ))));
+        self.events.emit(NewEvent {
+            kind: "chaos_set",
+            actor,
+            target: Some(target),
+            reason: &format!("{described} for {}", humantime::format_duration(ttl)),
+            before: "no fault",
+            after: "fault injected",
+        });
+        Ok(until)
+    }
+
+    /// Removes an injected fault; `Ok(false)` if there was none.
+    pub fn clear_fault(&self, target: &str, actor: &str) -> Result<bool, OpsError> {
+        let snap = self.load();
+        let h = snap
+            .health
+            .targets
+            .get(target)
+            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
+        let had = h.set_fault(None).is_some();
+        if had {
+            self.events.emit(NewEvent {
+                kind: "chaos_cleared",
+                actor,
+                target: Some(target),
+                reason: "cleared",
+                before: "fault injected",
+                after: "no fault",
+            });
+        }
+        Ok(had)
+    }
+
     /// Lifts suspensions whose TTL has passed, with an event each.
     pub async fn expire_suspensions(&self) {
         let now = unix_now();
@@ -311,6 +369,18 @@ impl Live {
             .filter(|(_, s)| s.until.is_some_and(|u| u <= now))
             .map(|(name, _)| name)
             .collect();
+        for (name, h) in &self.load().health.targets {
+            if h.expire_fault().is_some() {
+                self.events.emit(NewEvent {
+                    kind: "chaos_expired",
+                    actor: "ttl",
+                    target: Some(name),
+                    reason: "the fault's time ran out",
+                    before: "fault injected",
+                    after: "no fault",
+                });
+            }
+        }
         for name in expired {
             if let Err(e) = self.resume(&name, "ttl", "suspension_expired").await {
                 tracing::warn!(target_name = %name, error = %e, "cannot lift an expired suspension");

@@ -36,6 +36,10 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/targets/{target}/suspend", post(suspend))
         .route("/admin/targets/{target}/resume", post(resume))
+        .route(
+            "/admin/targets/{target}/chaos",
+            post(set_chaos).delete(clear_chaos),
+        )
         .route("/admin/events", get(events))
         .route("/admin/events/stream", get(event_stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -237,9 +241,53 @@ async fn resume(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChaosBody {
+    fault: crate::provider::fault::Fault,
+    #[serde(rename = "for", default, with = "humantime_serde")]
+    for_: Option<Duration>,
+}
+
+/// Default lifetime of an injected fault: a drill that dies leaves nothing
+/// broken for long.
+const CHAOS_TTL: Duration = Duration::from_secs(300);
+
+async fn set_chaos(
+    State(admin): State<Admin>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: ChaosBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let ttl = parsed.for_.unwrap_or(CHAOS_TTL);
+    match admin
+        .live
+        .set_fault(&target, parsed.fault, ttl, &actor(&headers))
+    {
+        Ok(until) => Json(json!({"target": target, "until": until})).into_response(),
+        Err(e) => ops_error(e),
+    }
+}
+
+async fn clear_chaos(
+    State(admin): State<Admin>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match admin.live.clear_fault(&target, &actor(&headers)) {
+        Ok(had) => Json(json!({"target": target, "cleared": had})).into_response(),
+        Err(e) => ops_error(e),
+    }
+}
+
 fn ops_error(e: OpsError) -> Response {
     match e {
         OpsError::UnknownTarget(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        OpsError::ChaosDisabled => error(StatusCode::CONFLICT, e.to_string()),
         OpsError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
     pub health: HealthConfig,
+    pub chaos: ChaosConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
@@ -109,6 +110,13 @@ impl Default for HealthConfig {
             retry_floor_per_sec: 10,
         }
     }
+}
+
+/// Chaos drills may inject faults into this gateway only when enabled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChaosConfig {
+    pub enabled: bool,
 }
 
 /// How app keys are checked.

@@ -98,7 +98,7 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
     });
     let health = ctx.snapshot.health.targets.get(&target.name)?;
     let cfg = &ctx.snapshot.config.health;
-    match upstream::attempt(provider, target, &ctx.route, &req, &ctx.fwd).await {
+    match upstream::attempt(provider, target, &ctx.route, &req, &ctx.fwd, health.fault()).await {
         Ok(Answer::Stream { head, rest }) => {
             let _ = health.record(Outcome::Success, Instant::now(), cfg);
             let first = head

@@ -102,7 +102,8 @@ pub async fn serve(
         let mut retried = false;
         loop {
             let started = Instant::now();
-            let result = upstream::attempt(provider, &target, route, req, fwd).await;
+            let result =
+                upstream::attempt(provider, &target, route, req, fwd, health.fault()).await;
             let duration = started.elapsed();
             let error = match result {
                 Ok(answer) => {

@@ -12,6 +12,9 @@ use crate::dialect::{self, StreamFault};
 use crate::error::UpstreamError;
 use crate::model::{ChatRequest, ChatResponse, Dialect, StreamEvent};
 use crate::policy::{Route, Target};
+use std::sync::Arc;
+
+use crate::provider::fault::{ActiveFault, Before};
 use crate::provider::{transport_error, Forwarded, Provider};
 
 /// Canonical events from an upstream stream, in batches as they arrive.
@@ -31,12 +34,16 @@ pub enum Answer {
 /// Largest vendor error body read; the rest is not needed to classify it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// Raw body chunks, with transport errors already classified.
+type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, UpstreamError>> + Send>>;
+
 pub async fn attempt(
     provider: &Provider,
     target: &Target,
     route: &Route,
     req: &ChatRequest,
     fwd: &Forwarded,
+    fault: Option<Arc<ActiveFault>>,
 ) -> Result<Answer, UpstreamError> {
     let started = Instant::now();
     let total = provider.request_timeout();
@@ -47,6 +54,23 @@ pub async fn attempt(
     } else {
         total
     };
+    if let Some(f) = &fault {
+        match f.before_send(provider.dialect()).await {
+            Before::Send => {}
+            Before::Fail(e) => return Err(e),
+            Before::Hang => {
+                tokio::time::sleep_until(started + head_deadline).await;
+                return Err(if req.stream {
+                    UpstreamError::FirstTokenTimeout(route.first_token_timeout)
+                } else {
+                    UpstreamError::Timeout
+                });
+            }
+        }
+        if req.stream && started.elapsed() >= route.first_token_timeout {
+            return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout));
+        }
+    }
     let resp = match provider.send(&target.model, req, fwd, head_deadline).await {
         Err(UpstreamError::Timeout) if req.stream => {
             return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout))
@@ -57,12 +81,20 @@ pub async fn attempt(
     if !(200..300).contains(&status) {
         return Err(status_error(provider.dialect(), resp, started + total).await);
     }
+    let body: ByteStream = Box::pin(
+        resp.bytes_stream()
+            .map(|c| c.map_err(|e| transport_error(&e))),
+    );
+    let body = match &fault {
+        Some(f) => f.wrap_body(body),
+        None => body,
+    };
     if !req.stream {
-        let body = read_limited(resp, usize::MAX, started + total).await?;
+        let body = read_limited(body, usize::MAX, started + total).await?;
         return dialect_decode_response(provider.dialect(), &body).map(Answer::Complete);
     }
     let mut rest = event_stream(
-        resp,
+        body,
         provider.dialect(),
         route.idle_timeout,
         target.name.clone(),
@@ -145,7 +177,11 @@ async fn status_error(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = read_limited(resp, ERROR_BODY_LIMIT, deadline)
+    let body: ByteStream = Box::pin(
+        resp.bytes_stream()
+            .map(|c| c.map_err(|e| transport_error(&e))),
+    );
+    let body = read_limited(body, ERROR_BODY_LIMIT, deadline)
         .await
         .unwrap_or_default();
     UpstreamError::Status {
@@ -157,17 +193,16 @@ async fn status_error(
 
 /// Reads a body up to `limit` bytes (the rest is dropped) before `deadline`.
 async fn read_limited(
-    resp: reqwest::Response,
+    mut chunks: ByteStream,
     limit: usize,
     deadline: Instant,
 ) -> Result<Vec<u8>, UpstreamError> {
     let mut body = Vec::new();
-    let mut chunks = resp.bytes_stream();
     loop {
         match tokio::time::timeout_at(deadline, chunks.next()).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(None) => return Ok(body),
-            Ok(Some(Err(e))) => return Err(transport_error(&e)),
+            Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(chunk))) => {
                 let room = limit.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -182,14 +217,9 @@ async fn read_limited(
 /// Parses the upstream SSE body and decodes it event by event. Ends with
 /// `Truncated` if the body ended without a finish reason, and with
 /// `Timeout` if the upstream went silent for longer than `idle`.
-fn event_stream(
-    resp: reqwest::Response,
-    dialect: Dialect,
-    idle: Duration,
-    target: String,
-) -> EventStream {
+fn event_stream(body: ByteStream, dialect: Dialect, idle: Duration, target: String) -> EventStream {
     let mut decoder = dialect::stream_decoder(dialect);
-    let mut sse = sseer::EventStream::new(resp.bytes_stream());
+    let mut sse = sseer::EventStream::new(body);
     Box::pin(async_stream::stream! {
         let mut finished = false;
         loop {
@@ -205,7 +235,7 @@ fn event_stream(
                     break;
                 }
                 Some(Err(sseer::errors::EventStreamError::Transport(e))) => {
-                    yield Err(transport_error(&e));
+                    yield Err(e);
                     break;
                 }
                 Some(Err(e)) => {

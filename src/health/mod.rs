@@ -25,6 +25,7 @@ pub use persist::{load_suspensions, save_suspensions, PersistError};
 pub use stats::MinuteSummary;
 
 use crate::config::HealthConfig;
+use crate::provider::fault::ActiveFault;
 
 /// What ops see for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,8 @@ pub struct TargetHealth {
     /// Unix seconds of the last state change, for "since when".
     changed_at: AtomicU64,
     why: ArcSwap<String>,
+    /// A chaos fault injected on this target, if any.
+    fault: ArcSwapOption<ActiveFault>,
 }
 
 fn unix_now() -> u64 {
@@ -137,6 +140,7 @@ impl TargetHealth {
             minute: stats::MinuteStats::default(),
             changed_at: AtomicU64::new(unix_now()),
             why: ArcSwap::from_pointee(String::new()),
+            fault: ArcSwapOption::empty(),
         }
     }
 
@@ -317,6 +321,25 @@ impl TargetHealth {
         } else {
             TargetState::Healthy
         }
+    }
+
+    /// The fault in force, if any and not expired.
+    pub fn fault(&self) -> Option<Arc<ActiveFault>> {
+        self.fault.load_full().filter(|f| !f.expired(unix_now()))
+    }
+
+    pub fn set_fault(&self, fault: Option<Arc<ActiveFault>>) -> Option<Arc<ActiveFault>> {
+        self.fault.swap(fault)
+    }
+
+    /// Clears an expired fault; returns it so the caller can record it.
+    pub fn expire_fault(&self) -> Option<Arc<ActiveFault>> {
+        let current = self.fault.load_full()?;
+        if !current.expired(unix_now()) {
+            return None;
+        }
+        let prev = self.fault.compare_and_swap(&current, None);
+        Arc::ptr_eq(&prev.clone()?, &current).then_some(current)
     }
 
     /// Records one attempt's latency for the per-minute view.

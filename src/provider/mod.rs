@@ -4,6 +4,7 @@
 //! The provider builds and sends one attempt; it does not decide what a
 //! failure means (that is `crate::error` and `crate::failover`).
 
+pub mod fault;
 mod secret;
 
 use std::time::Duration;
