@@ -331,21 +331,8 @@ async fn many_concurrent_requests_all_arrive_intact() {
 #[tokio::test]
 async fn reload_swaps_the_table_and_a_bad_file_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("routes.toml");
-    // The routes file is written after the simulator's port is known.
-    let sim = switchyard::sim::Simulator::new();
-    let sim_addr = sim.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim_addr.to_string());
-    std::fs::write(&path, &table).unwrap();
-    let config = switchyard::config::load_file(&path).unwrap();
-    let opts = switchyard::app::Options {
-        path: Some(path.clone()),
-        env: switchyard::demo::env(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: common::ADMIN_TOKEN.into(),
-    };
-    let gw = switchyard::app::start(config, opts).await.unwrap();
+    let (env, path, table) = common::start_from_file(dir.path()).await;
+    let gw = &env.gw;
     let http = reqwest::Client::new();
     let ask = |route: &'static str| {
         http.post(format!("http://{}/v1/chat/completions", gw.addr))
@@ -410,26 +397,14 @@ async fn reload_swaps_the_table_and_a_bad_file_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    gw.shutdown().await;
+    env.gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_changed_routes_file_is_picked_up_without_a_command() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("routes.toml");
-    let sim = switchyard::sim::Simulator::new();
-    let sim_addr = sim.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim_addr.to_string());
-    std::fs::write(&path, &table).unwrap();
-    let config = switchyard::config::load_file(&path).unwrap();
-    let opts = switchyard::app::Options {
-        path: Some(path.clone()),
-        env: switchyard::demo::env(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: common::ADMIN_TOKEN.into(),
-    };
-    let gw = switchyard::app::start(config, opts).await.unwrap();
+    let (env, path, table) = common::start_from_file(dir.path()).await;
+    let gw = &env.gw;
     // An editor-style atomic save: temp file, then rename over the original.
     let tmp = dir.path().join(".routes.toml.tmp");
     let new = table.replace(
@@ -463,5 +438,5 @@ async fn a_changed_routes_file_is_picked_up_without_a_command() {
         gw.live.load().table.routes["frontier"].targets[0].name,
         "local"
     );
-    gw.shutdown().await;
+    env.gw.shutdown().await;
 }

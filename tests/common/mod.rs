@@ -46,16 +46,12 @@ fn loopback() -> SocketAddr {
 
 /// Starts the simulator and a gateway on the demo table, after `tweak`.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
-    start_with_path(tweak, None).await
-}
-
-pub async fn start_with_path(tweak: impl FnOnce(&mut Config), path: Option<PathBuf>) -> Env {
     let sim = Simulator::new();
     let sim_addr = sim.spawn(loopback()).await.expect("simulator starts");
     let mut config = switchyard::demo::config(sim_addr).expect("demo table is valid");
     tweak(&mut config);
     let opts = Options {
-        path,
+        path: None,
         env: switchyard::demo::env(),
         listen: loopback(),
         admin_listen: loopback(),
@@ -68,6 +64,33 @@ pub async fn start_with_path(tweak: impl FnOnce(&mut Config), path: Option<PathB
         gw,
         http: reqwest::Client::new(),
     }
+}
+
+/// Starts the simulator and a gateway that reads the demo table from
+/// `dir/routes.toml`, so that reloads and the file watcher have a file to
+/// read. Returns the file's path and text.
+pub async fn start_from_file(dir: &std::path::Path) -> (Env, PathBuf, String) {
+    let sim = Simulator::new();
+    let sim_addr = sim.spawn(loopback()).await.expect("simulator starts");
+    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim_addr.to_string());
+    let path = dir.join("routes.toml");
+    std::fs::write(&path, &table).expect("write routes file");
+    let config = switchyard::config::load_file(&path).expect("demo table is valid");
+    let opts = Options {
+        path: Some(path.clone()),
+        env: switchyard::demo::env(),
+        listen: loopback(),
+        admin_listen: loopback(),
+        admin_token: ADMIN_TOKEN.into(),
+    };
+    let gw = app::start(config, opts).await.expect("gateway starts");
+    let env = Env {
+        sim,
+        sim_addr,
+        gw,
+        http: reqwest::Client::new(),
+    };
+    (env, path, table)
 }
 
 pub fn user(route: &str, text: &str) -> serde_json::Value {
