@@ -19,6 +19,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
+echo "== cargo audit (offline, against ../shared/data/advisory-db)"
+if ! command -v cargo-audit >/dev/null; then
+  cargo install cargo-audit --locked --quiet
+fi
+cargo audit --db ../shared/data/advisory-db --no-fetch
+
 echo "== cargo build"
 cargo build --locked --all-targets
 
