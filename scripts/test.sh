@@ -25,10 +25,7 @@ if ! command -v cargo-audit >/dev/null; then
 fi
 cargo audit --db ../shared/data/advisory-db --no-fetch
 
-echo "== cargo build"
-cargo build --locked --all-targets
-
-echo "== cargo test"
+echo "== cargo test (builds the binary the SDK tests use, too)"
 cargo test --locked --all-targets
 
 echo "== examples (smoke runs; the figures come from release runs)"
