@@ -95,7 +95,7 @@ async fn run_gateway(sim: SocketAddr) {
         env: switchyard::demo::env(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_token: "bench".into(),
+        admin_token: "loadbench-admin-token".into(),
     };
     let gw = switchyard::app::start(config, opts).await.expect("gateway");
     println!("{}", gw.addr);
