@@ -33,5 +33,8 @@ for example in loadbench translatebench policybench; do
   cargo run --locked --quiet --example "$example" -- --quick
 done
 
+echo "== the short suspension drill, through the CLI (fails on any SLO miss)"
+cargo run --locked --quiet -- drill run drills/ci-suspension.toml --out target/drill-reports/ci
+
 echo "== SDK and browser tests (pytest against switchyard demo)"
 SWITCHYARD_BIN="$PWD/target/debug/switchyard" .venv/bin/python -m pytest -q tests/python

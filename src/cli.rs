@@ -86,6 +86,11 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Chaos drills: rehearse a vendor outage, get a pass/fail report.
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
+    },
     /// Ask a running gateway to re-read its routes file.
     Reload {
         #[command(flatten)]
@@ -117,11 +122,46 @@ enum KeysCommand {
     Revoke { name: String },
 }
 
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Run a drill file; exit 0 only if every SLO held.
+    Run {
+        /// The drill file (TOML), e.g. drills/primary-suspended.toml.
+        file: PathBuf,
+        /// Report directory (default drill-reports/<name>-<unix time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data plane of a running gateway; without it the drill is self-contained.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Admin API of that gateway (default http://127.0.0.1:9901).
+        #[arg(long, requires = "gateway")]
+        admin: Option<String>,
+        /// The simulator that gateway's providers point at (sim faults).
+        #[arg(long, requires = "gateway")]
+        sim: Option<String>,
+        /// App key for the drill's requests (default "drill").
+        #[arg(long, env = "SWITCHYARD_DRILL_APP_KEY")]
+        app_key: Option<String>,
+    },
+}
+
 #[derive(clap::Args)]
 struct AdminArgs {
     /// Admin API of the running gateway.
     #[arg(long, default_value = "http://127.0.0.1:9901")]
     admin: String,
+}
+
+impl Cli {
+    /// A drill draws its own progress line; the gateway it runs in-process
+    /// should only speak up for warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Drill { .. } => "warn",
+            _ => "info",
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -146,6 +186,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
         Command::Keys { command, config } => keys(command, &config),
+        Command::Drill {
+            command:
+                DrillCommand::Run {
+                    file,
+                    out,
+                    gateway,
+                    admin,
+                    sim,
+                    app_key,
+                },
+        } => {
+            let opts = switchyard::drill::RunOptions {
+                file,
+                out,
+                gateway,
+                admin,
+                sim,
+                app_key,
+                admin_token: std::env::var("SWITCHYARD_ADMIN_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+                progress: true,
+            };
+            let report = switchyard::drill::run(opts).await?;
+            println!("{}", report.summary());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Status { admin, json } => {
             let v = admin_call(&admin, reqwest::Method::GET, "/admin/routes", None).await?;
             if json {

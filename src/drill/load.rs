@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::file::{Dialect, Load, Shape};
+use super::format::{Dialect, Load, Shape};
 use super::wire::{self, Kind, StreamCheck};
 
 /// How a request ended, as the app saw it.
@@ -187,9 +187,17 @@ fn record(start: Duration, kind: Kind, outcome: Outcome, label: &str) -> Record 
 /// Sends one request and judges its answer.
 async fn one(d: &Driver, kind: Kind, n: u64) -> Record {
     let started = Instant::now();
-    let mut r = record(started.saturating_duration_since(d.t0), kind, Outcome::Error, "timeout");
+    let mut r = record(
+        started.saturating_duration_since(d.t0),
+        kind,
+        Outcome::Error,
+        "timeout",
+    );
     let (path, headers, body) = wire::request(kind, &d.route, &d.key, n);
-    let mut req = d.client.post(format!("{}{path}", d.base.trim_end_matches('/'))).json(&body);
+    let mut req = d
+        .client
+        .post(format!("{}{path}", d.base.trim_end_matches('/')))
+        .json(&body);
     for (k, v) in headers {
         req = req.header(k, v);
     }

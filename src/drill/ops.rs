@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::DrillError;
+use crate::provider::fault::Fault;
 use crate::sim::{Knobs, Vendor};
 
 /// Control calls give up after this long.
@@ -18,7 +19,8 @@ pub fn control_client(no_proxy: bool) -> Result<reqwest::Client, DrillError> {
     if no_proxy {
         b = b.no_proxy();
     }
-    b.build().map_err(|e| DrillError::Start(format!("HTTP client: {e}")))
+    b.build()
+        .map_err(|e| DrillError::Start(format!("HTTP client: {e}")))
 }
 
 /// The gateway's admin API, with its bearer token.
@@ -53,7 +55,12 @@ pub struct TargetReading {
 }
 
 impl Admin {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
         let mut req = self
             .http
@@ -74,16 +81,25 @@ impl Admin {
             401 => Err("the admin API refused the token (set SWITCHYARD_ADMIN_TOKEN)".into()),
             s => Err(format!(
                 "admin API answered {s}: {}",
-                v.get("error").and_then(Value::as_str).unwrap_or("no message")
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message")
             )),
         }
     }
 
     /// The live table: routes (target order) and targets.
     pub async fn table(&self) -> Result<Table, String> {
-        let v = self.call(reqwest::Method::GET, "/admin/routes", None).await?;
+        let v = self
+            .call(reqwest::Method::GET, "/admin/routes", None)
+            .await?;
         let mut t = Table::default();
-        for (name, r) in v.get("routes").and_then(Value::as_object).into_iter().flatten() {
+        for (name, r) in v
+            .get("routes")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let targets = r
                 .get("targets")
                 .and_then(Value::as_array)
@@ -93,8 +109,18 @@ impl Admin {
                 .collect();
             t.routes.insert(name.clone(), targets);
         }
-        for (name, x) in v.get("targets").and_then(Value::as_object).into_iter().flatten() {
-            let s = |k: &str| x.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        for (name, x) in v
+            .get("targets")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let s = |k: &str| {
+                x.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             t.targets.insert(
                 name.clone(),
                 TargetInfo {
@@ -108,7 +134,9 @@ impl Admin {
 
     /// Every target's attempt counter and state, right now.
     pub async fn readings(&self) -> Result<BTreeMap<String, TargetReading>, String> {
-        let v = self.call(reqwest::Method::GET, "/admin/routes", None).await?;
+        let v = self
+            .call(reqwest::Method::GET, "/admin/routes", None)
+            .await?;
         Ok(v.get("targets")
             .and_then(Value::as_object)
             .into_iter()
@@ -116,20 +144,31 @@ impl Admin {
             .map(|(name, x)| {
                 let reading = TargetReading {
                     requests: x.get("requests").and_then(Value::as_u64).unwrap_or(0),
-                    state: x.get("state").and_then(Value::as_str).unwrap_or("?").to_string(),
+                    state: x
+                        .get("state")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
                 };
                 (name.clone(), reading)
             })
             .collect())
     }
 
-    pub async fn suspend(&self, target: &str, reason: &str, for_: Option<Duration>) -> Result<(), String> {
+    pub async fn suspend(
+        &self,
+        target: &str,
+        reason: &str,
+        for_: Option<Duration>,
+    ) -> Result<(), String> {
         let mut body = serde_json::json!({ "reason": reason });
         if let Some(d) = for_ {
             body["for"] = Value::String(humantime::format_duration(d).to_string());
         }
         let path = format!("/admin/targets/{target}/suspend");
-        self.call(reqwest::Method::POST, &path, Some(body)).await.map(drop)
+        self.call(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
     }
 
     /// Returns whether the target was suspended.
@@ -139,16 +178,51 @@ impl Admin {
         Ok(v.get("resumed") == Some(&Value::Bool(true)))
     }
 
+    /// Injects `fault` at the gateway's provider boundary for `target`,
+    /// expiring after `ttl` (`POST /admin/targets/{target}/chaos`).
+    pub async fn set_fault(
+        &self,
+        target: &str,
+        fault: &Fault,
+        ttl: Duration,
+    ) -> Result<(), String> {
+        let body = serde_json::json!({
+            "fault": fault,
+            "for": humantime::format_duration(ttl).to_string(),
+        });
+        let path = format!("/admin/targets/{target}/chaos");
+        self.call(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Clears the injected fault of `target`, if any.
+    pub async fn clear_fault(&self, target: &str) -> Result<(), String> {
+        let path = format!("/admin/targets/{target}/chaos");
+        self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
     pub async fn reload(&self) -> Result<(), String> {
-        self.call(reqwest::Method::POST, "/admin/reload", None).await.map(drop)
+        self.call(reqwest::Method::POST, "/admin/reload", None)
+            .await
+            .map(drop)
     }
 
     /// Audit events after `since` (a sequence number).
     pub async fn events(&self, since: u64) -> Result<Vec<Value>, String> {
         let v = self
-            .call(reqwest::Method::GET, &format!("/admin/events?since={since}"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/admin/events?since={since}"),
+                None,
+            )
             .await?;
-        Ok(v.get("events").and_then(Value::as_array).cloned().unwrap_or_default())
+        Ok(v.get("events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -160,7 +234,10 @@ pub struct Sim {
 }
 
 impl Sim {
-    async fn check(resp: Result<reqwest::Response, reqwest::Error>, url: &str) -> Result<(), String> {
+    async fn check(
+        resp: Result<reqwest::Response, reqwest::Error>,
+        url: &str,
+    ) -> Result<(), String> {
         let resp = resp.map_err(|e| format!("cannot reach the simulator at {url}: {e}"))?;
         if resp.status().is_success() {
             return Ok(());
@@ -169,7 +246,9 @@ impl Sim {
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         Err(format!(
             "simulator answered {status}: {}",
-            v.get("error").and_then(Value::as_str).unwrap_or("no message")
+            v.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
         ))
     }
 

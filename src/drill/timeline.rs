@@ -3,14 +3,14 @@
 //! counter and state from the live table, and undoes what the drill left
 //! behind.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::file::{Action, Injection, Step};
+use super::format::{Action, Injection, InjectionKind, Step};
 use super::ops::{Admin, Sim, TargetReading};
 use crate::sim::{Knobs, Vendor};
 
@@ -39,35 +39,41 @@ pub type Locations = BTreeMap<String, (Vendor, String)>;
 /// What the drill changed and has not undone yet.
 #[derive(Debug, Default)]
 pub struct Leftovers {
-    knobs: BTreeSet<(Vendor, String)>,
+    knobs: HashSet<(Vendor, String)>,
+    gateway: BTreeSet<String>,
     suspended: BTreeSet<String>,
 }
 
 /// Only the fields that differ from the defaults, e.g. `{"suspended":true}`.
 pub fn knobs_text(k: &Knobs) -> String {
-    let (Ok(serde_json::Value::Object(mut set)), Ok(serde_json::Value::Object(def))) =
-        (serde_json::to_value(k), serde_json::to_value(Knobs::default()))
-    else {
+    let (Ok(serde_json::Value::Object(mut set)), Ok(serde_json::Value::Object(def))) = (
+        serde_json::to_value(k),
+        serde_json::to_value(Knobs::default()),
+    ) else {
         return "{}".into();
     };
     set.retain(|key, v| def.get(key) != Some(v));
     serde_json::Value::Object(set).to_string()
 }
 
+/// What the steps act on.
+pub struct Ctx<'a> {
+    pub locations: &'a Locations,
+    pub admin: &'a Admin,
+    pub sim: Option<&'a Sim>,
+    pub t0: Instant,
+    /// When the load ends (gateway faults expire a minute after it).
+    pub end: Duration,
+    pub left: &'a Mutex<Leftovers>,
+}
+
 /// Runs each step at `t0 + at`; returns how each went.
-pub async fn run(
-    steps: &[Step],
-    locations: &Locations,
-    admin: &Admin,
-    sim: Option<&Sim>,
-    t0: Instant,
-    left: &Mutex<Leftovers>,
-) -> Vec<Applied> {
+pub async fn run(steps: &[Step], ctx: &Ctx<'_>) -> Vec<Applied> {
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
-        tokio::time::sleep_until(t0 + step.at).await;
-        let done_secs = t0.elapsed().as_secs_f64();
-        let (kind, target, what, result) = apply(step, locations, admin, sim, left).await;
+        tokio::time::sleep_until(ctx.t0 + step.at).await;
+        let done_secs = ctx.t0.elapsed().as_secs_f64();
+        let (kind, target, what, result) = apply(step, ctx).await;
         out.push(Applied {
             index: step.index,
             at_secs: step.at.as_secs_f64(),
@@ -87,90 +93,153 @@ fn leftovers(left: &Mutex<Leftovers>) -> std::sync::MutexGuard<'_, Leftovers> {
     left.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn apply(
-    step: &Step,
-    locations: &Locations,
-    admin: &Admin,
-    sim: Option<&Sim>,
-    left: &Mutex<Leftovers>,
-) -> (&'static str, Option<String>, String, Result<(), String>) {
-    let no_sim = || Err("no simulator to inject faults into (--sim URL)".to_string());
+type Done = (&'static str, Option<String>, String, Result<(), String>);
+
+async fn apply(step: &Step, ctx: &Ctx<'_>) -> Done {
     match &step.action {
-        Action::Fault { target, injection } => match injection {
-            Injection::Sim { knobs, sim_model } => {
-                let loc = sim_model.clone().or_else(|| locations.get(target).cloned());
-                let what = format!("fault {target} via sim: {}", knobs_text(knobs));
-                let result = match (sim, loc) {
-                    (Some(sim), Some((vendor, model))) => {
-                        let r = sim.set(vendor, &model, knobs).await;
-                        if r.is_ok() {
-                            leftovers(left).knobs.insert((vendor, model));
-                        }
-                        r
-                    }
-                    (None, _) => no_sim(),
-                    (_, None) => Err(format!("where `{target}` lives in the simulator is unknown")),
-                };
-                ("fault", Some(target.clone()), what, result)
-            }
-        },
-        Action::Clear { target, .. } => {
-            let Some(sim) = sim else {
-                return ("clear", target.clone(), "clear faults".into(), no_sim());
-            };
-            match target {
-                None => {
-                    let r = sim.clear_all().await;
-                    if r.is_ok() {
-                        leftovers(left).knobs.clear();
-                    }
-                    ("clear", None, "clear every fault".into(), r)
+        Action::Fault { target, injection } => {
+            let t = Some(target.clone());
+            match injection {
+                Injection::Sim { knobs, sim_model } => {
+                    let what = format!("fault {target} via sim: {}", knobs_text(knobs));
+                    let loc = sim_model
+                        .clone()
+                        .or_else(|| ctx.locations.get(target).cloned());
+                    ("fault", t, what, sim_fault(ctx, target, loc, knobs).await)
                 }
-                Some(t) => {
-                    let loc = step_location(t, locations);
-                    let r = match &loc {
-                        Some((vendor, model)) => sim.set(*vendor, model, &Knobs::default()).await,
-                        None => Err(format!("where `{t}` lives in the simulator is unknown")),
-                    };
-                    if let (Ok(()), Some(loc)) = (&r, loc) {
-                        leftovers(left).knobs.remove(&loc);
+                Injection::Gateway { fault, for_ } => {
+                    let text = serde_json::to_string(fault).unwrap_or_default();
+                    let what = format!("fault {target} via gateway: {text}");
+                    let left = ctx.end.saturating_sub(ctx.t0.elapsed()) + Duration::from_secs(60);
+                    let r = ctx
+                        .admin
+                        .set_fault(target, fault, for_.unwrap_or(left))
+                        .await;
+                    if r.is_ok() {
+                        leftovers(ctx.left).gateway.insert(target.clone());
                     }
-                    ("clear", Some(t.clone()), format!("clear the faults of {t}"), r)
+                    ("fault", t, what, r)
                 }
             }
         }
-        Action::Suspend { target, reason, for_ } => {
-            let r = admin.suspend(target, reason, *for_).await;
+        Action::Clear { target, via } => {
+            let what = match target {
+                Some(t) => format!("clear the faults of {t}"),
+                None => "clear every fault".to_string(),
+            };
+            let sim_too = match via {
+                Some(InjectionKind::Sim) => true,
+                Some(InjectionKind::Gateway) => false,
+                None => ctx.sim.is_some(),
+            };
+            let mut r = Ok(());
+            if sim_too {
+                r = clear_sim(ctx, target.as_deref()).await;
+            }
+            if *via != Some(InjectionKind::Sim) {
+                let explicit = *via == Some(InjectionKind::Gateway);
+                r = r.and(clear_gateway(ctx, target.as_deref(), explicit).await);
+            }
+            ("clear", target.clone(), what, r)
+        }
+        Action::Suspend {
+            target,
+            reason,
+            for_,
+        } => {
+            let r = ctx.admin.suspend(target, reason, *for_).await;
             if r.is_ok() {
-                leftovers(left).suspended.insert(target.clone());
+                leftovers(ctx.left).suspended.insert(target.clone());
             }
             let what = match for_ {
-                Some(d) => format!("ops suspend {target} for {} ({reason})", humantime::format_duration(*d)),
+                Some(d) => format!(
+                    "ops suspend {target} for {} ({reason})",
+                    humantime::format_duration(*d)
+                ),
                 None => format!("ops suspend {target} ({reason})"),
             };
             ("suspend", Some(target.clone()), what, r)
         }
         Action::Resume { target } => {
-            let r = admin.resume(target).await.map(drop);
+            let r = ctx.admin.resume(target).await.map(drop);
             if r.is_ok() {
-                leftovers(left).suspended.remove(target);
+                leftovers(ctx.left).suspended.remove(target);
             }
-            ("resume", Some(target.clone()), format!("ops resume {target}"), r)
+            let what = format!("ops resume {target}");
+            ("resume", Some(target.clone()), what, r)
         }
-        Action::Reload => ("reload", None, "ops reload the routes table".into(), admin.reload().await),
+        Action::Reload => {
+            let what = "ops reload the routes table".to_string();
+            ("reload", None, what, ctx.admin.reload().await)
+        }
     }
 }
 
-fn step_location(target: &str, locations: &Locations) -> Option<(Vendor, String)> {
-    locations.get(target).cloned()
+async fn sim_fault(
+    ctx: &Ctx<'_>,
+    target: &str,
+    loc: Option<(Vendor, String)>,
+    knobs: &Knobs,
+) -> Result<(), String> {
+    let Some(sim) = ctx.sim else {
+        return Err("no simulator to inject faults into (--sim URL)".into());
+    };
+    let Some((vendor, model)) = loc else {
+        return Err(format!(
+            "where `{target}` lives in the simulator is unknown"
+        ));
+    };
+    sim.set(vendor, &model, knobs).await?;
+    leftovers(ctx.left).knobs.insert((vendor, model));
+    Ok(())
 }
 
-/// Puts back what the drill changed: knobs it set go back to normal and
-/// targets it suspended are resumed. Returns what it did, or failed to do.
+async fn clear_sim(ctx: &Ctx<'_>, target: Option<&str>) -> Result<(), String> {
+    let Some(sim) = ctx.sim else {
+        return Err("no simulator to clear faults in (--sim URL)".into());
+    };
+    let Some(t) = target else {
+        sim.clear_all().await?;
+        leftovers(ctx.left).knobs.clear();
+        return Ok(());
+    };
+    let Some((vendor, model)) = ctx.locations.get(t).cloned() else {
+        return Err(format!("where `{t}` lives in the simulator is unknown"));
+    };
+    sim.set(vendor, &model, &Knobs::default()).await?;
+    leftovers(ctx.left).knobs.remove(&(vendor, model));
+    Ok(())
+}
+
+/// Clears gateway faults: of `target` when the drill set one there (or
+/// always, when `explicit`), else of every target the drill faulted.
+async fn clear_gateway(ctx: &Ctx<'_>, target: Option<&str>, explicit: bool) -> Result<(), String> {
+    let targets: Vec<String> = {
+        let l = leftovers(ctx.left);
+        match target {
+            Some(t) if explicit || l.gateway.contains(t) => vec![t.to_string()],
+            Some(_) => Vec::new(),
+            None => l.gateway.iter().cloned().collect(),
+        }
+    };
+    for t in targets {
+        ctx.admin.clear_fault(&t).await?;
+        leftovers(ctx.left).gateway.remove(&t);
+    }
+    Ok(())
+}
+
+/// Puts back what the drill changed: knobs it set go back to normal,
+/// gateway faults are cleared and targets it suspended are resumed.
+/// Returns what it did, or failed to do.
 pub async fn clean_up(admin: &Admin, sim: Option<&Sim>, left: &Mutex<Leftovers>) -> Vec<String> {
-    let (knobs, suspended) = {
+    let (knobs, gateway, suspended) = {
         let mut l = leftovers(left);
-        (std::mem::take(&mut l.knobs), std::mem::take(&mut l.suspended))
+        (
+            std::mem::take(&mut l.knobs),
+            std::mem::take(&mut l.gateway),
+            std::mem::take(&mut l.suspended),
+        )
     };
     let mut notes = Vec::new();
     if let Some(sim) = sim {
@@ -181,9 +250,19 @@ pub async fn clean_up(admin: &Admin, sim: Option<&Sim>, left: &Mutex<Leftovers>)
             }
         }
     }
+    for t in gateway {
+        match admin.clear_fault(&t).await {
+            Ok(()) => notes.push(format!("cleanup: cleared the gateway fault of {t}")),
+            Err(e) => notes.push(format!(
+                "cleanup FAILED to clear the gateway fault of {t}: {e}"
+            )),
+        }
+    }
     for t in suspended {
         match admin.resume(&t).await {
-            Ok(_) => notes.push(format!("cleanup: resumed {t}, which the drill had suspended")),
+            Ok(_) => notes.push(format!(
+                "cleanup: resumed {t}, which the drill had suspended"
+            )),
             Err(e) => notes.push(format!("cleanup FAILED to resume {t}: {e}")),
         }
     }
@@ -220,7 +299,9 @@ pub async fn sample(
                 t_secs: t0.elapsed().as_secs_f64(),
                 targets: readings
                     .into_iter()
-                    .map(|(k, TargetReading { requests, state })| (k, TargetReadingOut { requests, state }))
+                    .map(|(k, TargetReading { requests, state })| {
+                        (k, TargetReadingOut { requests, state })
+                    })
                     .collect(),
             };
             out.lock().unwrap_or_else(|e| e.into_inner()).push(s);

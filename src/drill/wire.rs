@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::file::Dialect;
+use super::format::Dialect;
 
 /// The shape of one request.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +17,12 @@ pub struct Kind {
 }
 
 /// URL path (after the gateway's base URL), headers and JSON body.
-pub fn request(kind: Kind, route: &str, key: &str, n: u64) -> (String, Vec<(&'static str, String)>, Value) {
+pub fn request(
+    kind: Kind,
+    route: &str,
+    key: &str,
+    n: u64,
+) -> (String, Vec<(&'static str, String)>, Value) {
     let text = format!("chaos drill request {n}: what is the weather in Lyon?");
     let schema = json!({
         "type": "object",
@@ -47,9 +52,13 @@ pub fn request(kind: Kind, route: &str, key: &str, n: u64) -> (String, Vec<(&'st
                 "stream": kind.stream,
             });
             if kind.tools {
-                body["tools"] = json!([{"name": "get_weather", "description": about, "input_schema": schema}]);
+                body["tools"] =
+                    json!([{"name": "get_weather", "description": about, "input_schema": schema}]);
             }
-            let headers = vec![("x-api-key", key.to_string()), ("anthropic-version", "2023-06-01".into())];
+            let headers = vec![
+                ("x-api-key", key.to_string()),
+                ("anthropic-version", "2023-06-01".into()),
+            ];
             ("/v1/messages".into(), headers, body)
         }
         Dialect::Gemini => {
@@ -77,7 +86,10 @@ pub fn check_complete(kind: Kind, body: &[u8]) -> Result<(), &'static str> {
     let (has_answer, has_tool) = match kind.dialect {
         Dialect::Openai => {
             let m = &v["choices"][0]["message"];
-            (m.is_object(), m["tool_calls"].as_array().is_some_and(|a| !a.is_empty()))
+            (
+                m.is_object(),
+                m["tool_calls"].as_array().is_some_and(|a| !a.is_empty()),
+            )
         }
         Dialect::Anthropic => {
             let c = v["content"].as_array();
@@ -160,7 +172,9 @@ impl StreamCheck {
             Dialect::Openai => {
                 let c = &v["choices"][0];
                 let delta = &c["delta"];
-                if delta["content"].as_str().is_some_and(|s| !s.is_empty()) || delta["tool_calls"].is_array() {
+                if delta["content"].as_str().is_some_and(|s| !s.is_empty())
+                    || delta["tool_calls"].is_array()
+                {
                     self.content = true;
                 }
                 if c["finish_reason"].is_string() {
@@ -174,7 +188,10 @@ impl StreamCheck {
             },
             Dialect::Gemini => {
                 let c = &v["candidates"][0];
-                if c["content"]["parts"].as_array().is_some_and(|p| !p.is_empty()) {
+                if c["content"]["parts"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+                {
                     self.content = true;
                 }
                 if c["finishReason"].is_string() {
@@ -192,16 +209,22 @@ mod tests {
     #[test]
     fn openai_stream_needs_a_finish() {
         let mut c = StreamCheck::new(Dialect::Openai);
-        assert!(c.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n"));
+        assert!(c.feed(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n"
+        ));
         assert!(!c.finished);
-        c.feed(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        c.feed(
+            b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+        );
         assert!(c.finished && !c.error);
     }
 
     #[test]
     fn anthropic_error_event_is_seen_across_chunks() {
         let mut c = StreamCheck::new(Dialect::Anthropic);
-        c.feed(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\nevent: err");
+        c.feed(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\nevent: err",
+        );
         c.feed(b"or\ndata: {\"type\":\"error\",\"error\":{}}\n\n");
         assert!(c.content && c.error && !c.finished);
     }
@@ -215,7 +238,8 @@ mod tests {
         };
         let text = br#"{"candidates":[{"content":{"parts":[{"text":"x"}]}}]}"#;
         assert_eq!(check_complete(k, text), Err("no_tool_call"));
-        let call = br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}}]}}]}"#;
+        let call =
+            br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}}]}}]}"#;
         assert_eq!(check_complete(k, call), Ok(()));
     }
 }
