@@ -307,21 +307,3 @@ min = 2
     }
     assert!(msg.contains("suspendd"), "{msg}");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runs the drill named by $DRILL for its full duration"]
-async fn run_named() {
-    let file = std::env::var("DRILL").expect("DRILL=drills/<file>.toml");
-    let out = std::env::var("DRILL_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo("target/drill-reports/named"));
-    let mut opts = options(repo(&file), &out);
-    opts.progress = true;
-    let started = std::time::Instant::now();
-    let report = drill::run(opts).await.expect("the drill runs");
-    println!(
-        "{}\n  wall time {:.1}s",
-        report.summary(),
-        started.elapsed().as_secs_f64()
-    );
-}
