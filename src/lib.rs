@@ -29,6 +29,8 @@ pub mod drill;
 pub mod error;
 pub mod events;
 pub mod failover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod keys;
