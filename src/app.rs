@@ -189,10 +189,18 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let first_byte = limits.header_read_timeout;
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    // A connection that never sends a byte is closed when
+                    // the header timeout runs out, like a slow one.
+                    let mut probe = [0u8; 1];
+                    match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
             () = &mut shutdown => break,

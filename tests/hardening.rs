@@ -58,6 +58,34 @@ async fn slow_header_senders_are_cut_off_while_normal_traffic_flows() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_closed() {
+    let env = start(|c| c.gateway.header_read_timeout = Duration::from_millis(300)).await;
+    // One that never sends a byte, one that goes quiet after a request.
+    let mut silent = TcpStream::connect(env.gw.addr).await.unwrap();
+    let mut after = TcpStream::connect(env.gw.addr).await.unwrap();
+    let body = serde_json::to_vec(&user("gpt", "then idle")).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    after.write_all(head.as_bytes()).await.unwrap();
+    after.write_all(&body).await.unwrap();
+    for s in [&mut silent, &mut after] {
+        let mut buf = vec![0u8; 8192];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert_eq!(closed, Ok(true), "an idle connection must be closed");
+    }
+}
+
+#[tokio::test]
 async fn too_many_or_malformed_headers_are_refused_and_the_server_stays_up() {
     let env = start(|_| {}).await;
     let mut head = String::from("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n");
