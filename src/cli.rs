@@ -556,9 +556,10 @@ fn print_status(v: &serde_json::Value) {
         }
     }
     println!();
+    // REQ/MIN, ERR/MIN, P50 and P99 are over the last complete minute.
     println!(
-        "{:<16} {:<10} {:>9} {:>9} {:>10}  WHY",
-        "TARGET", "STATE", "REQUESTS", "FAILURES", "SINCE"
+        "{:<16} {:<10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>12}  WHY",
+        "TARGET", "STATE", "REQ/MIN", "ERR/MIN", "P50", "P99", "REQUESTS", "FAILURES", "SINCE"
     );
     if let Some(targets) = v["targets"].as_object() {
         for (name, t) in targets {

@@ -46,6 +46,10 @@ async fn suspend_status_resume_round_trip() {
 
     let (code, out, _) = cli(&["status"], &admin, ADMIN_TOKEN).await;
     assert_eq!(code, 0);
+    let header = out.lines().find(|l| l.starts_with("TARGET")).unwrap();
+    for column in ["STATE", "REQ/MIN", "ERR/MIN", "P50", "P99", "SINCE", "WHY"] {
+        assert!(header.contains(column), "{header}");
+    }
     let claude = out.lines().find(|l| l.starts_with("claude ")).unwrap();
     assert!(
         claude.contains("suspended")
