@@ -579,8 +579,8 @@ fn print_status(v: &serde_json::Value) {
                 m["errors"].as_u64().unwrap_or(0),
                 ms(&m["p50_ms"]),
                 ms(&m["p99_ms"]),
-                t["requests"],
-                t["failures"],
+                t["requests"].as_u64().unwrap_or(0),
+                t["failures"].as_u64().unwrap_or(0),
                 since,
                 t["why"].as_str().unwrap_or("")
             );
