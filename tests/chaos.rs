@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, user, Env, ADMIN_TOKEN};
+use common::{drain, start, user, Env, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use switchyard::sim::Vendor;
 
@@ -44,13 +44,7 @@ async fn explain(env: &Env, route: &str, stream: bool) -> (String, String, Strin
             .unwrap_or_default()
     };
     let (target, trail) = (h("x-switchyard-target"), h("x-switchyard-explain"));
-    let mut text = String::new();
-    let mut s = resp.bytes_stream();
-    use futures::StreamExt;
-    while let Some(Ok(c)) = s.next().await {
-        text.push_str(&String::from_utf8_lossy(&c));
-    }
-    (target, trail, text)
+    (target, trail, drain(resp).await.0)
 }
 
 #[tokio::test]

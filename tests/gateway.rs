@@ -4,8 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, user};
-use futures::StreamExt;
+use common::{drain, start, user};
 use serde_json::{json, Value};
 use switchyard::sim::{digest, Knobs, Vendor};
 
@@ -181,19 +180,6 @@ async fn slow_first_token_fails_over_on_streams() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("[openai/gpt-5]"));
     assert!(text.ends_with("data: [DONE]\n\n"));
-}
-
-/// Collects a stream body until it ends or breaks; returns (text, broke).
-async fn drain(resp: reqwest::Response) -> (String, bool) {
-    let mut out = Vec::new();
-    let mut chunks = resp.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        match chunk {
-            Ok(c) => out.extend_from_slice(&c),
-            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), true),
-        }
-    }
-    (String::from_utf8_lossy(&out).into_owned(), false)
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, user, Env, ADMIN_TOKEN};
+use common::{drain, start, user, Env, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use switchyard::sim::{Knobs, Vendor};
 
@@ -382,13 +382,7 @@ async fn without_a_commit_window_an_early_cut_is_an_error_event() {
     body["stream"] = json!(true);
     let resp = env.openai(body).await;
     assert_eq!(target(&resp), "claude");
-    let mut text = Vec::new();
-    let mut s = resp.bytes_stream();
-    use futures::StreamExt;
-    while let Some(Ok(c)) = s.next().await {
-        text.extend_from_slice(&c);
-    }
-    let text = String::from_utf8_lossy(&text);
+    let (text, _) = drain(resp).await;
     assert!(text.contains("\"error\""), "{text}");
     assert!(!text.contains("[DONE]"));
 }
@@ -403,13 +397,7 @@ async fn stream_text(env: &Env, route: &str) -> (String, reqwest::header::Header
     body["stream"] = json!(true);
     let resp = env.openai(body).await;
     let headers = resp.headers().clone();
-    let mut out = Vec::new();
-    let mut s = resp.bytes_stream();
-    use futures::StreamExt;
-    while let Some(Ok(c)) = s.next().await {
-        out.extend_from_slice(&c);
-    }
-    (String::from_utf8_lossy(&out).into_owned(), headers)
+    (drain(resp).await.0, headers)
 }
 
 #[tokio::test]

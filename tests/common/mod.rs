@@ -96,3 +96,18 @@ pub async fn start_from_file(dir: &std::path::Path) -> (Env, PathBuf, String) {
 pub fn user(route: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": route, "messages": [{"role": "user", "content": text}]})
 }
+
+/// Collects a response body until it ends or breaks; returns the text and
+/// whether it broke (an abnormal end, as after a cut stream).
+pub async fn drain(resp: reqwest::Response) -> (String, bool) {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(c) => out.extend_from_slice(&c),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), false)
+}
