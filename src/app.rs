@@ -113,13 +113,21 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     })
 }
 
-/// Lifts suspensions whose TTL ran out, once a second, until shutdown.
+/// Lifts suspensions whose TTL ran out, once a second, until shutdown;
+/// with OTLP metric export on, also sets the gauges read from live state
+/// (Prometheus sets them at scrape time).
 async fn expire_suspensions(live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let gauges = crate::telemetry::otel_metrics_on();
     loop {
         tokio::select! {
-            _ = tick.tick() => live.expire_suspensions().await,
+            _ = tick.tick() => {
+                live.expire_suspensions().await;
+                if gauges {
+                    live.publish_gauges();
+                }
+            }
             () = &mut shutdown => break,
         }
     }

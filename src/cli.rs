@@ -11,6 +11,7 @@ use switchyard::app::{self, Options};
 use switchyard::config::{self, Config};
 use switchyard::provider;
 use switchyard::sim::Simulator;
+use switchyard::telemetry;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "A multi-model routing gateway")]
@@ -279,6 +280,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     if token.is_empty() {
         bail!("SWITCHYARD_ADMIN_TOKEN must be set to serve (the admin plane needs a token)");
     }
+    let otel = telemetry::otel::start(&config.telemetry).await?;
     let opts = Options {
         path: Some(path.to_path_buf()),
         env: provider::process_env(),
@@ -292,6 +294,9 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("shutting down; draining requests in flight");
     gateway.shutdown().await;
+    if let Some(otel) = otel {
+        otel.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,6 +311,7 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
         .ok()
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let otel = telemetry::otel::start(&config.telemetry).await?;
     let opts = Options {
         path: None,
         env: switchyard::demo::env(),
@@ -337,6 +343,9 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     println!("Ctrl-C stops it.");
     shutdown_signal().await;
     gateway.shutdown().await;
+    if let Some(otel) = otel {
+        otel.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

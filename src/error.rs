@@ -90,6 +90,15 @@ impl Reason {
 }
 
 impl UpstreamError {
+    /// The vendor's HTTP status, when it answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::Status { status, .. } => Some(*status),
+            UpstreamError::InBand { status, .. } => *status,
+            _ => None,
+        }
+    }
+
     /// Classifies the failure: why it happened and what to do next.
     pub fn classify(&self) -> (Reason, Decision) {
         use Decision::*;
@@ -212,6 +221,25 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// A stable code for telemetry (`error.type`): which layer said no.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "invalid_request",
+            GatewayError::MissingKey => "missing_key",
+            GatewayError::InvalidKey(_) => "invalid_key",
+            GatewayError::OutOfScope(_) => "out_of_scope",
+            GatewayError::KeyRateLimited { .. } => "key_rate_limited",
+            GatewayError::UnknownRoute(_) => "unknown_route",
+            GatewayError::BodyTooLarge(_) => "body_too_large",
+            GatewayError::UnsupportedMediaType => "unsupported_media_type",
+            GatewayError::NoEligibleTarget { .. } => "no_eligible_target",
+            GatewayError::Exhausted { .. } => "targets_exhausted",
+            GatewayError::AllOut { .. } => "all_targets_out",
+            GatewayError::Rejected { .. } => "upstream_rejected",
+            GatewayError::Shed => "shed",
+        }
+    }
+
     /// The app-facing error: a kind, a message without secrets, a retry hint.
     pub fn to_api(&self) -> ApiError {
         match self {

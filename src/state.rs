@@ -188,6 +188,20 @@ impl Live {
         self.current.load_full()
     }
 
+    /// Sets the gauges read from live state: each target's state and the
+    /// table version (at scrape time, and on a timer for OTLP export).
+    pub fn publish_gauges(&self) {
+        let snap = self.load();
+        let now = tokio::time::Instant::now();
+        let all = ["healthy", "degraded", "ejected", "suspended"];
+        for (name, h) in &snap.health.targets {
+            if snap.table.targets.contains_key(name) {
+                crate::telemetry::target_state(name, h.state(now).as_str(), &all);
+            }
+        }
+        crate::telemetry::config_version(snap.version);
+    }
+
     /// Re-reads the routes file; on any error nothing changes, and the
     /// error is kept for the admin API and counted.
     pub fn reload(&self, actor: &str) -> Result<u64, LoadError> {
@@ -202,6 +216,7 @@ impl Live {
         match &result {
             Ok(v) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::reload("ok");
                 self.last_reload_error.store(None);
                 self.events.emit(NewEvent {
                     kind: "reload",
@@ -214,6 +229,7 @@ impl Live {
             }
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::reload("rejected");
                 let problems = e.problems();
                 self.events.emit(NewEvent {
                     kind: "reload_rejected",
@@ -261,6 +277,7 @@ impl Live {
             until: ttl.map(|d| now + d.as_secs().max(1)),
         };
         h.suspend(s.clone());
+        crate::telemetry::suspension(target);
         self.persist(&snap).await?;
         self.events.emit(NewEvent {
             kind: "suspend",

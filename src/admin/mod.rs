@@ -55,19 +55,7 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
 /// Prometheus text format. Target states and reload counters are read from
 /// the live state at scrape time, so there is one source of truth.
 async fn metrics(State(admin): State<Admin>) -> Response {
-    let snap = admin.live.load();
-    let now = tokio::time::Instant::now();
-    let all = ["healthy", "degraded", "ejected", "suspended"];
-    for (name, h) in &snap.health.targets {
-        if snap.table.targets.contains_key(name) {
-            crate::telemetry::target_state(name, h.state(now).as_str(), &all);
-        }
-    }
-    crate::telemetry::reloads(
-        admin.live.reloads_ok.load(Ordering::Relaxed),
-        admin.live.reloads_failed.load(Ordering::Relaxed),
-        snap.version,
-    );
+    admin.live.publish_gauges();
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         admin.metrics.render(),

@@ -28,6 +28,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub health: HealthConfig,
     pub chaos: ChaosConfig,
+    pub telemetry: TelemetryConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
@@ -117,6 +118,51 @@ impl Default for HealthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ChaosConfig {
     pub enabled: bool,
+}
+
+/// OpenTelemetry export. The standard `OTEL_*` variables win over these
+/// keys; read once at start (a reload does not change them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP collector base URL (e.g. `http://collector:4318`); none and no
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT`: export is off, at no cost.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: OtlpProtocol,
+    /// Used when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES`
+    /// names the service; default `switchyard`.
+    pub service_name: Option<String>,
+    /// Export prompts and completions as span attributes. Off by default:
+    /// they are the apps' data.
+    pub capture_content: bool,
+    /// Send the attempt's `traceparent` to vendors. Off by default: the
+    /// app's trace ids stay inside.
+    pub propagate_to_upstream: bool,
+    /// Spans queued or being exported at most; beyond, spans are dropped
+    /// and counted rather than slowing requests.
+    pub queue_size: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: None,
+            capture_content: false,
+            propagate_to_upstream: false,
+            queue_size: 2048,
+        }
+    }
+}
+
+/// The two OTLP transports, spelled as `OTEL_EXPORTER_OTLP_PROTOCOL` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// How app keys are checked.

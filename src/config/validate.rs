@@ -37,6 +37,19 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
             "mode \"keys\" needs secret_env: the env var with the HMAC secret".into(),
         ));
     }
+    if let Some(e) = &cfg.telemetry.otlp_endpoint {
+        let ok = (e.starts_with("http://") || e.starts_with("https://"))
+            && reqwest::Url::parse(e).is_ok();
+        if !ok {
+            out.push((
+                "telemetry.otlp_endpoint".into(),
+                format!("`{e}` is not an http(s) URL"),
+            ));
+        }
+    }
+    if cfg.telemetry.queue_size == 0 {
+        out.push(("telemetry.queue_size".into(), "must be at least 1".into()));
+    }
     let h = &cfg.health;
     if h.consecutive_failures == 0 {
         out.push((

@@ -16,6 +16,7 @@ use crate::model::{ChatRequest, Message, Part, Role, StreamEvent};
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
 use crate::state::Snapshot;
+use crate::telemetry::{Operation, Parent};
 
 /// What a continuation needs, owned, since it runs inside the app's stream.
 pub(super) struct Ctx {
@@ -25,6 +26,10 @@ pub(super) struct Ctx {
     pub fwd: Forwarded,
     /// Later targets of the plan, in order.
     pub later: Vec<Arc<Target>>,
+    /// The request's span, which a continuation attempt hangs under.
+    pub parent: Parent,
+    /// The number of the attempt that began the stream.
+    pub attempt: u32,
 }
 
 /// Wraps a stream that began on one target with a one-time continuation.
@@ -36,25 +41,39 @@ pub(super) fn wrap(head: &[StreamEvent], mut rest: EventStream, ctx: Ctx) -> Eve
     }
     Box::pin(async_stream::stream! {
         let mut continued = false;
+        // The continuation's attempt, once there is one: it sees the rest.
+        let mut op: Option<Operation> = None;
         loop {
             match rest.next().await {
                 None => break,
                 Some(Ok(events)) => {
                     for e in &events {
                         track(e, &mut delivered, &mut has_tools);
+                        if let Some(op) = &mut op {
+                            op.see(e);
+                        }
                     }
                     yield Ok(events);
                 }
                 Some(Err(cut)) => {
+                    if let Some(op) = &mut op {
+                        op.broke(cut.classify().0.as_str());
+                    }
                     if continued || has_tools || delivered.is_empty() {
                         yield Err(cut);
                         break;
                     }
                     continued = true;
                     match resume(&ctx, &delivered).await {
-                        Some((first, next)) => {
+                        Some((first, next, started)) => {
                             tracing::debug!(route = %ctx.route.name, error = %cut, "stream continued on a fallback");
                             rest = next;
+                            op = Some(started);
+                            if let Some(op) = &mut op {
+                                for e in &first {
+                                    op.see(e);
+                                }
+                            }
                             yield Ok(first);
                         }
                         None => {
@@ -78,8 +97,11 @@ fn track(e: &StreamEvent, delivered: &mut String, has_tools: &mut bool) {
 
 /// Starts the continuation on the first admitted target that accepts a
 /// prefill; returns its first content events (without its `Start`) and
-/// the rest of its stream.
-async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventStream)> {
+/// the rest of its stream, and the attempt's operation.
+async fn resume(
+    ctx: &Ctx,
+    delivered: &str,
+) -> Option<(Vec<StreamEvent>, EventStream, Operation)> {
     let target = ctx.later.iter().find(|t| {
         t.prefill
             && ctx
@@ -98,17 +120,34 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
     });
     let health = ctx.snapshot.health.targets.get(&target.name)?;
     let cfg = &ctx.snapshot.config.health;
-    match upstream::attempt(provider, target, &ctx.route, &req, &ctx.fwd, health.fault()).await {
+    let mut op = Operation::start(
+        &ctx.parent,
+        ctx.attempt + 1,
+        provider.operation_target(&target.name, &target.model),
+        &req,
+    );
+    let result = upstream::attempt(
+        provider,
+        target,
+        &ctx.route,
+        &req,
+        &ctx.fwd,
+        health.fault(),
+        &mut op,
+    )
+    .await;
+    match result {
         Ok(Answer::Stream { head, rest }) => {
             let _ = health.record(Outcome::Success, Instant::now(), cfg);
             let first = head
                 .into_iter()
                 .filter(|e| !matches!(e, StreamEvent::Start { .. }))
                 .collect();
-            Some((first, rest))
+            Some((first, rest, op))
         }
         Ok(Answer::Complete(_)) => None,
         Err(e) => {
+            op.fail(e.classify().0.as_str(), false, e.status());
             let outcome = match e.classify().1 {
                 crate::error::Decision::Failover => Outcome::Failure,
                 _ => Outcome::Neutral,

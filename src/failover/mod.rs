@@ -24,7 +24,7 @@ use crate::model::ChatRequest;
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
 use crate::state::{Live, Snapshot};
-use crate::telemetry;
+use crate::telemetry::{self, Operation, RequestSpan};
 
 /// How long a disabled vendor account takes its targets out.
 const ACCOUNT_DISABLED_EJECTION: Duration = Duration::from_secs(300);
@@ -34,6 +34,9 @@ pub struct Served {
     pub target: Arc<Target>,
     pub attempts: Vec<Attempt>,
     pub answer: Answer,
+    /// The serving attempt; it records its span and metrics when dropped,
+    /// so it travels with the answer to the end of a stream.
+    pub operation: Operation,
 }
 
 /// Releases a claimed probe if the attempt never reported (e.g. the app
@@ -54,7 +57,9 @@ pub async fn serve(
     route: &Route,
     req: &ChatRequest,
     fwd: &Forwarded,
+    span: &RequestSpan,
 ) -> Result<Served, GatewayError> {
+    let parent = span.parent();
     let plan = route
         .plan(req)
         .map_err(|e| GatewayError::NoEligibleTarget {
@@ -102,11 +107,21 @@ pub async fn serve(
         let mut retried = false;
         loop {
             let started = Instant::now();
+            let mut op = Operation::start(
+                &parent,
+                attempts.len() as u32 + 1,
+                provider.operation_target(&target.name, &target.model),
+                req,
+            );
             let result =
-                upstream::attempt(provider, &target, route, req, fwd, health.fault()).await;
+                upstream::attempt(provider, &target, route, req, fwd, health.fault(), &mut op)
+                    .await;
             let duration = started.elapsed();
             let error = match result {
                 Ok(answer) => {
+                    if let Answer::Complete(r) = &answer {
+                        op.response(r);
+                    }
                     telemetry::attempt(&target.name, "ok", duration);
                     health.observe(true, duration);
                     report(
@@ -133,6 +148,8 @@ pub async fn serve(
                                 req: req.clone(),
                                 fwd: fwd.clone(),
                                 later: targets[position + 1..].to_vec(),
+                                parent: parent.clone(),
+                                attempt: attempts.len() as u32 + 1,
                             };
                             let rest = continuation::wrap(&head, rest, ctx);
                             answer = Answer::Stream { head, rest };
@@ -142,6 +159,7 @@ pub async fn serve(
                         target,
                         attempts,
                         answer,
+                        operation: op,
                     });
                 }
                 Err(error) => error,
@@ -152,6 +170,7 @@ pub async fn serve(
             if decision != Decision::Stop {
                 telemetry::failover(&route.name, &target.name, reason.as_str());
             }
+            op.fail(reason.as_str(), decision != Decision::Stop, error.status());
             tracing::debug!(
                 route = %route.name, target = %target.name, reason = reason.as_str(),
                 error = %error, ?duration, "attempt failed"
@@ -253,6 +272,7 @@ fn report(
     };
     match transition {
         Some(Transition::Ejected { backoff, why }) => {
+            telemetry::ejection(&target.name, "outlier");
             let reason = match reason {
                 Some(Reason::ModelUnavailable) => format!(
                     "{why}; the vendor says the model is unavailable: consider `switchyard suspend {}`",
@@ -293,6 +313,7 @@ fn take_out_account(live: &Live, snapshot: &Snapshot, failed: &Target) {
         .filter(|t| t.provider == failed.provider)
     {
         if let Some(h) = snapshot.health.targets.get(&t.name) {
+            telemetry::ejection(&t.name, "account_disabled");
             h.force_eject(
                 Instant::now(),
                 ACCOUNT_DISABLED_EJECTION,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::provider::fault::{ActiveFault, Before};
 use crate::provider::{transport_error, Forwarded, Provider};
+use crate::telemetry::Operation;
 
 /// Canonical events from an upstream stream, in batches as they arrive.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<StreamEvent>, UpstreamError>> + Send>>;
@@ -44,6 +45,7 @@ pub async fn attempt(
     req: &ChatRequest,
     fwd: &Forwarded,
     fault: Option<Arc<ActiveFault>>,
+    op: &mut Operation,
 ) -> Result<Answer, UpstreamError> {
     let started = Instant::now();
     let total = provider.request_timeout();
@@ -71,7 +73,11 @@ pub async fn attempt(
             return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout));
         }
     }
-    let resp = match provider.send(&target.model, req, fwd, head_deadline).await {
+    let trace = op.traceparent();
+    let resp = match provider
+        .send(&target.model, req, fwd, trace, head_deadline)
+        .await
+    {
         Err(UpstreamError::Timeout) if req.stream => {
             return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout))
         }
@@ -110,7 +116,7 @@ pub async fn attempt(
                 let content = events.iter().filter(|e| e.is_content()).count();
                 head.extend(events);
                 if content > 0 {
-                    crate::telemetry::time_to_first_token(&target.name, started.elapsed());
+                    op.first_chunk();
                     commit(route, &mut head, &mut rest, content).await?;
                     return Ok(Answer::Stream { head, rest });
                 }

@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{AppKey, Denied, Refused};
 use crate::state::{Auth, Live};
-use crate::telemetry;
+use crate::failover::Served;
+use crate::telemetry::{self, RequestSpan};
 
 /// The data-plane router. At most `max_concurrent` requests are served at
 /// once; the next one is shed at once (503 + `Retry-After`, in the caller's
@@ -109,44 +110,92 @@ async fn handle(
     req: Request<Body>,
     decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
 ) -> Response {
+    let span = RequestSpan::start(dialect.as_str(), req.uri().path(), req.headers());
+    match serve(live, dialect, req, decode, &span).await {
+        Ok(ok) => {
+            telemetry::request(&ok.route, &ok.served.target.name, dialect.as_str(), "ok");
+            span.served(
+                &ok.served.target.name,
+                ok.served.attempts.len(),
+                &ok.served.operation,
+            );
+            let trail = ok.explain.then(|| respond::trail(&ok.served.attempts));
+            let mut resp = respond::answer(dialect, &ok.route, ok.served, span);
+            respond::set_header(
+                &mut resp,
+                "x-switchyard-explain",
+                trail.as_deref().unwrap_or_default(),
+            );
+            resp
+        }
+        Err(failed) => {
+            let mut resp = respond::error(dialect, &failed.error);
+            span.failed(&failed.error, resp.status().as_u16());
+            if let (true, GatewayError::Exhausted { attempts, .. }) = (failed.explain, &failed.error)
+            {
+                respond::set_header(&mut resp, "x-switchyard-explain", &respond::trail(attempts));
+            }
+            resp
+        }
+    }
+}
+
+/// A request some target answered.
+struct Answered {
+    route: String,
+    served: Served,
+    /// The app asked for the explain trail.
+    explain: bool,
+}
+
+/// A request that ends with an error in the app's dialect.
+struct Failed {
+    error: GatewayError,
+    explain: bool,
+}
+
+impl From<GatewayError> for Failed {
+    fn from(error: GatewayError) -> Failed {
+        Failed {
+            error,
+            explain: false,
+        }
+    }
+}
+
+async fn serve(
+    live: &Live,
+    dialect: Dialect,
+    req: Request<Body>,
+    decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
+    span: &RequestSpan,
+) -> Result<Answered, Failed> {
     let snapshot = live.load();
     let (parts, body) = req.into_parts();
-    let app_key = match authenticate(
+    let app_key = authenticate(
         live,
         &snapshot.auth,
         dialect,
         &parts.headers,
         parts.uri.query(),
-    ) {
-        Ok(k) => k,
-        Err(e) => return respond::error(dialect, &e),
-    };
-    if let Err(e) = body::check_content_type(&parts.headers) {
-        return respond::error(dialect, &e);
-    }
-    let bytes = match body::read(body, snapshot.table.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return respond::error(dialect, &e),
-    };
-    let request = match decode(&bytes) {
-        Ok(r) => r,
-        Err(e) => return respond::error(dialect, &GatewayError::BadRequest(e)),
-    };
+    )?;
+    body::check_content_type(&parts.headers)?;
+    let bytes = body::read(body, snapshot.table.max_body_bytes).await?;
+    let request = decode(&bytes).map_err(GatewayError::BadRequest)?;
     let Some(route) = snapshot.table.routes.get(&request.model) else {
-        return respond::error(dialect, &GatewayError::UnknownRoute(request.model.clone()));
+        return Err(GatewayError::UnknownRoute(request.model.clone()).into());
     };
+    span.route(&route.name, &request);
     if bytes.len() > route.max_body_bytes {
-        return respond::error(dialect, &GatewayError::BodyTooLarge(route.max_body_bytes));
+        return Err(GatewayError::BodyTooLarge(route.max_body_bytes).into());
     }
     if let Some(key) = &app_key {
         let tokens = request.estimated_tokens() + u64::from(request.max_tokens.unwrap_or(0));
         match key.admit(&route.name, tokens) {
             Ok(()) => {}
-            Err(Denied::Scope) => {
-                return respond::error(dialect, &GatewayError::OutOfScope(route.name.clone()))
-            }
+            Err(Denied::Scope) => return Err(GatewayError::OutOfScope(route.name.clone()).into()),
             Err(Denied::RateLimited { what, retry_after }) => {
-                return respond::error(dialect, &GatewayError::KeyRateLimited { what, retry_after })
+                return Err(GatewayError::KeyRateLimited { what, retry_after }.into())
             }
         }
     }
@@ -157,29 +206,19 @@ async fn handle(
         .headers
         .get("x-switchyard-explain")
         .is_some_and(|v| v.as_bytes() == b"1");
-    match crate::failover::serve(live, &snapshot, route, &request, &fwd).await {
-        Ok(served) => {
-            telemetry::request(&route.name, &served.target.name, dialect.as_str(), "ok");
-            let trail = explain.then(|| respond::trail(&served.attempts));
-            let mut resp = respond::answer(dialect, &route.name, served);
-            respond::set_header(
-                &mut resp,
-                "x-switchyard-explain",
-                trail.as_deref().unwrap_or_default(),
-            );
-            resp
-        }
-        Err(e) => {
-            let outcome = match e {
+    match crate::failover::serve(live, &snapshot, route, &request, &fwd, span).await {
+        Ok(served) => Ok(Answered {
+            route: route.name.clone(),
+            served,
+            explain,
+        }),
+        Err(error) => {
+            let outcome = match error {
                 GatewayError::Rejected { .. } | GatewayError::NoEligibleTarget { .. } => "rejected",
                 _ => "error",
             };
             telemetry::request(&route.name, "none", dialect.as_str(), outcome);
-            let mut resp = respond::error(dialect, &e);
-            if let (true, GatewayError::Exhausted { attempts, .. }) = (explain, &e) {
-                respond::set_header(&mut resp, "x-switchyard-explain", &respond::trail(attempts));
-            }
-            resp
+            Err(Failed { error, explain })
         }
     }
 }

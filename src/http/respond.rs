@@ -11,7 +11,7 @@ use crate::dialect::{self, ApiError, ErrorKind};
 use crate::error::{Attempt, GatewayError, UpstreamError};
 use crate::failover::{Answer, Served};
 use crate::model::{Dialect, StreamEvent};
-use crate::telemetry;
+use crate::telemetry::{self, Operation, RequestSpan};
 
 /// Pause between the error event of a broken stream and the abort.
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -86,10 +86,17 @@ pub fn trail(attempts: &[Attempt]) -> String {
 }
 
 /// A good answer, encoded for the app.
-pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
+/// `span` and the serving operation end with the answer: here for a JSON
+/// body, with the body stream for a stream.
+pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) -> Response {
     let target = served.target.name.clone();
+    let op = served.operation;
     let mut resp = match served.answer {
         Answer::Complete(r) => {
+            span.summarize(&op);
+            // The attempt's span ends before its parent's.
+            drop(op);
+            drop(span);
             telemetry::tokens(route, &target, r.usage.input_tokens, r.usage.output_tokens);
             let body = match dialect {
                 Dialect::OpenAi => dialect::openai::encode_response(&r),
@@ -99,7 +106,14 @@ pub fn answer(dialect: Dialect, route: &str, served: Served) -> Response {
             bytes_response(200, "application/json", Bytes::from(body))
         }
         Answer::Stream { head, rest } => {
-            let stream = encode_stream(dialect, head, rest, route.to_string(), target);
+            let tally = Tally {
+                route: route.to_string(),
+                target,
+                last: None,
+                op,
+                span,
+            };
+            let stream = encode_stream(dialect, head, rest, tally);
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -129,15 +143,9 @@ fn encode_stream(
     dialect: Dialect,
     head: Vec<StreamEvent>,
     mut rest: crate::failover::EventStream,
-    route: String,
-    target: String,
+    mut usage: Tally,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let mut encoder = dialect::stream_encoder(dialect);
-    let mut usage = UsageTally {
-        route,
-        target,
-        last: None,
-    };
     async_stream::stream! {
         let mut out = Vec::with_capacity(1024);
         for event in &head {
@@ -163,6 +171,7 @@ fn encode_stream(
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "upstream stream broke after it began");
+                    usage.op.broke(e.classify().0.as_str());
                     encoder.error(&mid_stream_error(&e), &mut out);
                     yield Ok(Bytes::from(std::mem::take(&mut out)));
                     // Let hyper flush the error event before the abort
@@ -176,27 +185,33 @@ fn encode_stream(
     }
 }
 
-/// Counts a stream's tokens once, from its last usage event, when the
-/// stream is dropped (finished, broken, or abandoned by the app).
-struct UsageTally {
+/// Counts a stream's tokens once, from its last usage event, and ends its
+/// attempt and request spans, when the stream is dropped (finished,
+/// broken, or abandoned by the app).
+struct Tally {
     route: String,
     target: String,
     last: Option<crate::model::Usage>,
+    /// Declared before `span`: the attempt ends before its parent.
+    op: Operation,
+    span: RequestSpan,
 }
 
-impl UsageTally {
+impl Tally {
     fn see(&mut self, event: &StreamEvent) {
         if let StreamEvent::Usage(u) = event {
             self.last = Some(*u);
         }
+        self.op.see(event);
     }
 }
 
-impl Drop for UsageTally {
+impl Drop for Tally {
     fn drop(&mut self) {
         if let Some(u) = self.last {
             telemetry::tokens(&self.route, &self.target, u.input_tokens, u.output_tokens);
         }
+        self.span.summarize(&self.op);
     }
 }
 

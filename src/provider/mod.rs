@@ -38,6 +38,8 @@ pub struct Provider {
     key: Option<Secret>,
     client: reqwest::Client,
     flavor: Flavor,
+    /// Host and port of `base_url`, for telemetry's `server.*` attributes.
+    server: Option<(String, u16)>,
     /// The config it was built from, to reuse the pool across reloads.
     pub config: ProviderConfig,
 }
@@ -105,9 +107,13 @@ impl Provider {
             },
             _ => Flavor::OPENAI,
         };
+        let server = reqwest::Url::parse(&cfg.base_url).ok().and_then(|u| {
+            Some((u.host_str()?.to_string(), u.port_or_known_default()?))
+        });
         Ok(Provider {
             name: name.to_string(),
             kind: cfg.kind,
+            server,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             key,
             client,
@@ -122,6 +128,31 @@ impl Provider {
             ProviderKind::Anthropic => Dialect::Anthropic,
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Dialect::OpenAi,
             ProviderKind::Gemini => Dialect::Gemini,
+        }
+    }
+
+    /// `gen_ai.provider.name`: the GenAI conventions' well-known values,
+    /// and our own for servers that only speak OpenAI's API.
+    pub fn gen_ai_name(&self) -> &'static str {
+        match self.kind {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Gemini => "gcp.gemini",
+            ProviderKind::OpenAiCompatible => "openai_compatible",
+        }
+    }
+
+    /// Who an attempt on `model` goes to, for its span and metrics.
+    pub fn operation_target<'a>(
+        &'a self,
+        target: &'a str,
+        model: &'a str,
+    ) -> crate::telemetry::OperationTarget<'a> {
+        crate::telemetry::OperationTarget {
+            target,
+            provider: self.gen_ai_name(),
+            model,
+            server: self.server.as_ref().map(|(h, p)| (h.as_str(), *p)),
         }
     }
 
@@ -156,8 +187,13 @@ impl Provider {
         }
     }
 
-    fn headers(&self, fwd: &Forwarded) -> HeaderMap {
+    /// `traceparent` is sent only when the operator opted into propagating
+    /// traces to vendors; the app's own trace headers never are.
+    fn headers(&self, fwd: &Forwarded, traceparent: Option<HeaderValue>) -> HeaderMap {
         let mut h = HeaderMap::new();
+        if let Some(tp) = traceparent {
+            h.insert("traceparent", tp);
+        }
         h.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -193,13 +229,14 @@ impl Provider {
         model: &str,
         req: &ChatRequest,
         fwd: &Forwarded,
+        traceparent: Option<HeaderValue>,
         deadline: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
         let body = serde_json::to_vec(&self.body(model, req)).expect("serialize JSON value");
         let fut = self
             .client
             .post(self.url(model, req.stream))
-            .headers(self.headers(fwd))
+            .headers(self.headers(fwd, traceparent))
             .body(body)
             .send();
         match tokio::time::timeout(deadline, fut).await {
