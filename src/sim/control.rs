@@ -36,6 +36,31 @@ pub(crate) async fn put_knobs(
     Json(json!({"vendor": vendor, "model": model, "knobs": knobs})).into_response()
 }
 
+/// `GET /_sim/headers/{vendor}`: the headers of the vendor's last request,
+/// credentials redacted, so tests in another process can see what the
+/// gateway sends upstream (and what it must not).
+pub(crate) async fn last_headers(
+    State(sim): State<Simulator>,
+    Path(vendor): Path<String>,
+) -> Response {
+    let Some(vendor) = Vendor::parse(&vendor) else {
+        let msg = format!("unknown vendor `{vendor}` (anthropic, openai, gemini, local)");
+        return (StatusCode::NOT_FOUND, Json(json!({"error": msg}))).into_response();
+    };
+    let headers = sim.last_headers(vendor).unwrap_or_default();
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let value = match k.as_str() {
+                "authorization" | "x-api-key" | "x-goog-api-key" => "<redacted>".to_string(),
+                _ => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            };
+            (k.as_str().to_string(), value.into())
+        })
+        .collect();
+    Json(map).into_response()
+}
+
 /// `GET /_sim/knobs`: every entry, keyed `"vendor/model"`.
 pub(crate) async fn get_knobs(State(sim): State<Simulator>) -> Response {
     Json(sim.knobs()).into_response()

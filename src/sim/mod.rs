@@ -182,6 +182,7 @@ impl Simulator {
             )
             .route("/_sim/knobs/{vendor}/{*model}", put(control::put_knobs))
             .route("/_sim/counts", get(control::counts))
+            .route("/_sim/headers/{vendor}", get(control::last_headers))
             .route("/_sim/reset", post(control::reset))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(self.clone())

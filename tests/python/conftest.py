@@ -38,15 +38,26 @@ class Demo:
         req = urllib.request.Request(f"{self.sim}/_sim/reset", data=b"", method="POST")
         urllib.request.urlopen(req, timeout=5).read()
 
+    def upstream_headers(self, vendor: str) -> dict:
+        """The headers of the vendor's last request, as the simulator saw them."""
+        return json.loads(urllib.request.urlopen(f"{self.sim}/_sim/headers/{vendor}", timeout=5).read())
+
+    def prometheus(self) -> str:
+        req = urllib.request.Request(f"{self.admin}/metrics",
+                                     headers={"authorization": f"Bearer {self.token}"})
+        return urllib.request.urlopen(req, timeout=5).read().decode()
+
     def counts(self) -> dict:
         return json.loads(urllib.request.urlopen(f"{self.sim}/_sim/counts", timeout=5).read())
 
 
-def start_demo() -> Demo:
-    """Starts `switchyard demo` on free loopback ports and reads its URLs."""
+def start_demo(env: dict | None = None) -> Demo:
+    """Starts `switchyard demo` on free loopback ports and reads its URLs;
+    `env` adds variables (the OTEL_* ones, say) to its environment."""
     proc = subprocess.Popen(
         [BIN, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, **(env or {})})
     urls = {}
     deadline = time.time() + 30
     while time.time() < deadline and len(urls) < 4:
