@@ -98,10 +98,7 @@ fn track(e: &StreamEvent, delivered: &mut String, has_tools: &mut bool) {
 /// Starts the continuation on the first admitted target that accepts a
 /// prefill; returns its first content events (without its `Start`) and
 /// the rest of its stream, and the attempt's operation.
-async fn resume(
-    ctx: &Ctx,
-    delivered: &str,
-) -> Option<(Vec<StreamEvent>, EventStream, Operation)> {
+async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventStream, Operation)> {
     let target = ctx.later.iter().find(|t| {
         t.prefill
             && ctx

@@ -21,9 +21,9 @@ use crate::model::{ChatRequest, Dialect};
 use crate::provider::Forwarded;
 use sha2::{Digest, Sha256};
 
+use crate::failover::Served;
 use crate::keys::{AppKey, Denied, Refused};
 use crate::state::{Auth, Live};
-use crate::failover::Served;
 use crate::telemetry::{self, RequestSpan};
 
 /// The data-plane router. At most `max_concurrent` requests are served at
@@ -131,7 +131,8 @@ async fn handle(
         Err(failed) => {
             let mut resp = respond::error(dialect, &failed.error);
             span.failed(&failed.error, resp.status().as_u16());
-            if let (true, GatewayError::Exhausted { attempts, .. }) = (failed.explain, &failed.error)
+            if let (true, GatewayError::Exhausted { attempts, .. }) =
+                (failed.explain, &failed.error)
             {
                 respond::set_header(&mut resp, "x-switchyard-explain", &respond::trail(attempts));
             }

@@ -107,9 +107,9 @@ impl Provider {
             },
             _ => Flavor::OPENAI,
         };
-        let server = reqwest::Url::parse(&cfg.base_url).ok().and_then(|u| {
-            Some((u.host_str()?.to_string(), u.port_or_known_default()?))
-        });
+        let server = reqwest::Url::parse(&cfg.base_url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
         Ok(Provider {
             name: name.to_string(),
             kind: cfg.kind,

@@ -88,10 +88,7 @@ pub(super) struct Bounded {
 }
 
 impl Bounded {
-    pub(super) fn new<E: SpanExporter + 'static>(
-        exporter: E,
-        bound: usize,
-    ) -> Bounded {
+    pub(super) fn new<E: SpanExporter + 'static>(exporter: E, bound: usize) -> Bounded {
         let in_flight = Arc::new(InFlight::default());
         let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
             .with_max_queue_size(bound)

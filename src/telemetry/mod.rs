@@ -71,20 +71,8 @@ const BUCKETS: &[f64] = &[
 
 /// Token-count buckets: the GenAI conventions' powers of four.
 const TOKEN_BUCKETS: &[f64] = &[
-    1.0,
-    4.0,
-    16.0,
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262144.0,
-    1048576.0,
-    4194304.0,
-    16777216.0,
-    67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 
 const fn def(
@@ -231,8 +219,11 @@ pub fn operation(t: &OperationTarget<'_>, error: Option<&'static str>, duration:
         None => histogram!(OPERATION_DURATION, &labels).record(duration.as_secs_f64()),
         Some(e) => {
             let [a, b, c, d] = labels;
-            histogram!(OPERATION_DURATION, &[a, b, c, d, (attr::ERROR_TYPE, e.to_string())])
-                .record(duration.as_secs_f64())
+            histogram!(
+                OPERATION_DURATION,
+                &[a, b, c, d, (attr::ERROR_TYPE, e.to_string())]
+            )
+            .record(duration.as_secs_f64())
         }
     }
 }
@@ -240,8 +231,11 @@ pub fn operation(t: &OperationTarget<'_>, error: Option<&'static str>, duration:
 pub fn token_usage(t: &OperationTarget<'_>, input: u64, output: u64) {
     for (kind, n) in [("input", input), ("output", output)] {
         let [a, b, c, d] = gen_ai_labels(t);
-        histogram!(TOKEN_USAGE, &[a, b, c, d, (attr::GEN_AI_TOKEN_TYPE, kind.to_string())])
-            .record(n as f64);
+        histogram!(
+            TOKEN_USAGE,
+            &[a, b, c, d, (attr::GEN_AI_TOKEN_TYPE, kind.to_string())]
+        )
+        .record(n as f64);
     }
 }
 

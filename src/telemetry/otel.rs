@@ -224,7 +224,9 @@ fn build(s: Settings) -> Result<Guard, OtelError> {
                 .build();
             let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "switchyard");
             if !super::install_otel(super::bridge::OtelRecorder::new(&meter)) {
-                tracing::warn!("metrics were recorded before OTLP export started; they are not exported");
+                tracing::warn!(
+                    "metrics were recorded before OTLP export started; they are not exported"
+                );
             }
             Some(provider)
         }
@@ -238,7 +240,9 @@ fn build(s: Settings) -> Result<Guard, OtelError> {
     Ok(Guard { tracer, meter })
 }
 
-fn build_error(signal: &'static str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> OtelError {
+fn build_error(
+    signal: &'static str,
+) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> OtelError {
     move |e| OtelError::Build {
         signal,
         message: e.to_string(),
@@ -346,7 +350,10 @@ mod tests {
         assert_eq!(s.traces, None);
         let m = s.metrics.unwrap();
         assert_eq!(m.protocol, OtlpProtocol::Grpc);
-        assert_eq!(m.endpoint, None, "the exporter reads the env endpoint itself");
+        assert_eq!(
+            m.endpoint, None,
+            "the exporter reads the env endpoint itself"
+        );
     }
 
     #[test]
@@ -364,9 +371,12 @@ mod tests {
             s.metrics.unwrap().endpoint.as_deref(),
             Some("http://collector:4318/v1/metrics")
         );
-        let s = with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")], &cfg)
-            .unwrap()
-            .unwrap();
+        let s = with(
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")],
+            &cfg,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.traces.unwrap().endpoint, None);
         let grpc = TelemetryConfig {
             otlp_protocol: OtlpProtocol::Grpc,
@@ -387,10 +397,15 @@ mod tests {
         };
         let s = with(&[], &cfg).unwrap().unwrap();
         assert_eq!(s.service_name.as_deref(), Some("switchyard"));
-        let s = with(&[("OTEL_SERVICE_NAME", "edge")], &cfg).unwrap().unwrap();
+        let s = with(&[("OTEL_SERVICE_NAME", "edge")], &cfg)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.service_name, None);
         let s = with(
-            &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod, service.name=gw")],
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod, service.name=gw",
+            )],
             &cfg,
         )
         .unwrap()

@@ -137,7 +137,10 @@ impl RequestSpan {
             i64::from(status),
         ));
         if let GatewayError::Exhausted { attempts, .. } = err {
-            span.set_attribute(KeyValue::new(attr::SWITCHYARD_ATTEMPTS, attempts.len() as i64));
+            span.set_attribute(KeyValue::new(
+                attr::SWITCHYARD_ATTEMPTS,
+                attempts.len() as i64,
+            ));
         }
         span.set_status(Status::error(err.to_api().message));
     }
@@ -395,10 +398,7 @@ impl Operation {
                 span.set_attribute(KeyValue::new(attr::SWITCHYARD_FAILOVER_REASON, reason));
             }
             if let Some(s) = status {
-                span.set_attribute(KeyValue::new(
-                    attr::HTTP_RESPONSE_STATUS_CODE,
-                    i64::from(s),
-                ));
+                span.set_attribute(KeyValue::new(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(s)));
             }
         }
     }
