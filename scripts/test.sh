@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (Debian's
 # chromium + chromedriver for the dashboard test, a Python venv with the
-# official SDKs), builds, runs the Rust tests and the examples' smoke runs,
-# then the SDK and browser tests against a live `switchyard demo`.
+# official SDKs and, for the OTLP receiver, grpcio + opentelemetry-proto),
+# builds, runs the Rust tests and the examples' smoke runs, then the SDK,
+# browser and telemetry tests against live `switchyard demo`s (the
+# receiver runs inside pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +34,10 @@ echo "== examples (smoke runs; the figures come from release runs)"
 for example in loadbench translatebench policybench; do
   cargo run --locked --quiet --example "$example" -- --quick
 done
+cargo run --locked --quiet --example loadbench -- --quick --otlp
 
 echo "== the short suspension drill, through the CLI (fails on any SLO miss)"
 cargo run --locked --quiet -- drill run drills/ci-suspension.toml --out target/drill-reports/ci
 
-echo "== SDK and browser tests (pytest against switchyard demo)"
+echo "== SDK, browser and OTLP receiver tests (pytest against switchyard demo)"
 SWITCHYARD_BIN="$PWD/target/debug/switchyard" .venv/bin/python -m pytest -q tests/python

@@ -2,11 +2,13 @@
 //! HMAC secret and the admin token, and a fresh app key is made; a real
 //! `switchyard serve` runs at trace log level through every dialect, streams
 //! and the fault paths; then every output — logs, response bodies and
-//! headers, metrics, the admin API, the events and state files — is searched
-//! for each secret, its SHA-256, and every 8-character window of it.
+//! headers, metrics, the admin API, the events and state files, and every
+//! OTLP export (traces and metrics, content capture on) — is searched for
+//! each secret, its SHA-256, and every 8-character window of it.
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::distr::{Distribution, Uniform};
@@ -88,6 +90,20 @@ async fn no_secret_appears_in_any_output() {
     let config = dir.path().join("routes.toml");
     std::fs::write(&config, table).unwrap();
 
+    // A collector that keeps every export as received (protobuf carries
+    // strings as plain UTF-8, so a text search sees them).
+    let exports = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = {
+        let exports = exports.clone();
+        axum::Router::new().fallback(axum::routing::post(move |body: bytes::Bytes| async move {
+            exports.lock().unwrap().extend_from_slice(&body);
+            [(http::header::CONTENT_TYPE, "application/x-protobuf")]
+        }))
+    };
+    let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(sink_listener, sink).await });
+
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let out = tokio::process::Command::new(bin)
         .args(["keys", "create", "canary-app", "--config"])
@@ -114,6 +130,10 @@ async fn no_secret_appears_in_any_output() {
         .env("SIM_GEMINI_KEY", &gemini)
         .env("SWITCHYARD_KEY_SECRET", &hmac_secret)
         .env("SWITCHYARD_ADMIN_TOKEN", &admin_token)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{sink_addr}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
         .stdout(Stdio::from(std::fs::File::create(&stdout_path).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
         .kill_on_drop(true)
@@ -251,8 +271,27 @@ async fn no_secret_appears_in_any_output() {
             .unwrap();
         seen.push_str(&record(r).await);
     }
-    let _ = gw.start_kill();
-    let _ = gw.wait().await;
+    // A graceful stop, so the last spans and metrics are flushed too.
+    let pid = gw.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let status = tokio::time::timeout(Duration::from_secs(40), gw.wait()).await;
+    assert!(
+        status.is_ok_and(|s| s.is_ok_and(|s| s.success())),
+        "a clean exit"
+    );
+    let exported = String::from_utf8_lossy(&exports.lock().unwrap()).into_owned();
+    assert!(
+        exported.contains("gen_ai.operation.name") && exported.contains("gen_ai.input.messages"),
+        "spans with content were exported"
+    );
+    assert!(
+        exported.contains("gen_ai.client.operation.duration"),
+        "metrics were exported"
+    );
+    seen.push_str(&exported);
 
     for file in [
         "stdout.log",

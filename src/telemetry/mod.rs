@@ -169,6 +169,13 @@ fn recorder(otel: Option<bridge::OtelRecorder>) -> PrometheusHandle {
         }
         None => metrics::set_global_recorder(recorder).is_ok(),
     };
+    for m in METRICS {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.prometheus, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.prometheus, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.prometheus, m.help),
+        }
+    }
     handle
 }
 
