@@ -114,8 +114,9 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
 }
 
 /// Lifts suspensions whose TTL ran out, once a second, until shutdown;
-/// with OTLP metric export on, also sets the gauges read from live state
-/// (Prometheus sets them at scrape time).
+/// folds histogram samples into buckets (so memory stays flat between
+/// scrapes); with OTLP metric export on, also sets the gauges read from
+/// live state (Prometheus sets them at scrape time).
 async fn expire_suspensions(live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -124,6 +125,7 @@ async fn expire_suspensions(live: Arc<Live>, shutdown: impl Future<Output = ()>)
         tokio::select! {
             _ = tick.tick() => {
                 live.expire_suspensions().await;
+                crate::telemetry::upkeep();
                 if gauges {
                     live.publish_gauges();
                 }

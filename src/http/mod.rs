@@ -114,11 +114,7 @@ async fn handle(
     match serve(live, dialect, req, decode, &span).await {
         Ok(ok) => {
             telemetry::request(&ok.route, &ok.served.target.name, dialect.as_str(), "ok");
-            span.served(
-                &ok.served.target.name,
-                ok.served.attempts.len(),
-                &ok.served.operation,
-            );
+            span.served(&ok.served.target.name, ok.served.attempts.len());
             let trail = ok.explain.then(|| respond::trail(&ok.served.attempts));
             let mut resp = respond::answer(dialect, &ok.route, ok.served, span);
             respond::set_header(

@@ -15,6 +15,7 @@ pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai.request.model";
 pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
 pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
 pub const GEN_AI_REQUEST_TOP_P: &str = "gen_ai.request.top_p";
+/// Set (true) on streamed requests only.
 pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
 /// The model the vendor says answered.
 pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";

@@ -1,9 +1,11 @@
 //! The OTel side of the metrics fan-out: a `metrics` recorder that records
 //! into OpenTelemetry instruments built once from [`super::METRICS`], so the
-//! OTLP export carries the very numbers `/metrics` shows.
+//! OTLP export carries the very numbers `/metrics` shows; and [`Cached`],
+//! which keeps the fanned-out handle of each metric key, so a recording
+//! costs one map lookup instead of a registration in both recorders.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
 use metrics::{Metadata, Recorder, SharedString, Unit};
@@ -141,6 +143,71 @@ impl Recorder for OtelRecorder {
     }
 }
 
+/// Remembers the handle `inner` gave for each key. The map's lock is taken
+/// for writing only the first time a key (a label set from the config or an
+/// enum) is seen; neither a reload nor an ops action ever holds it.
+pub(super) struct Cached<R> {
+    inner: R,
+    counters: RwLock<HashMap<Key, Counter>>,
+    gauges: RwLock<HashMap<Key, Gauge>>,
+    histograms: RwLock<HashMap<Key, Histogram>>,
+}
+
+impl<R> Cached<R> {
+    pub(super) fn new(inner: R) -> Cached<R> {
+        Cached {
+            inner,
+            counters: RwLock::default(),
+            gauges: RwLock::default(),
+            histograms: RwLock::default(),
+        }
+    }
+}
+
+fn cached<H: Clone>(map: &RwLock<HashMap<Key, H>>, key: &Key, make: impl FnOnce() -> H) -> H {
+    if let Some(h) = map.read().unwrap_or_else(PoisonError::into_inner).get(key) {
+        return h.clone();
+    }
+    let h = make();
+    map.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key.clone())
+        .or_insert(h)
+        .clone()
+}
+
+impl<R: Recorder> Recorder for Cached<R> {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.inner.describe_counter(key, unit, help);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.inner.describe_gauge(key, unit, help);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.inner.describe_histogram(key, unit, help);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        cached(&self.counters, key, || {
+            self.inner.register_counter(key, metadata)
+        })
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        cached(&self.gauges, key, || {
+            self.inner.register_gauge(key, metadata)
+        })
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        cached(&self.histograms, key, || {
+            self.inner.register_histogram(key, metadata)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +228,22 @@ mod tests {
         assert_eq!(attrs[0].key.as_str(), "switchyard.route");
         assert_eq!(attrs[0].value.as_str(), "frontier");
         assert_eq!(attrs[1].key.as_str(), "gen_ai.provider.name");
+    }
+
+    #[test]
+    fn a_key_is_registered_once_and_its_handle_reused() {
+        let inner = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = inner.snapshotter();
+        let cached = Cached::new(inner);
+        let key = Key::from_parts("c", vec![metrics::Label::new("route", "a")]);
+        let meta = metrics::Metadata::new("t", metrics::Level::INFO, None);
+        cached.register_counter(&key, &meta).increment(2);
+        cached.register_counter(&key, &meta).increment(3);
+        assert_eq!(cached.counters.read().unwrap().len(), 1);
+        let values: Vec<_> = snapshotter.snapshot().into_vec();
+        assert!(matches!(
+            values[0].3,
+            metrics_util::debugging::DebugValue::Counter(5)
+        ));
     }
 }

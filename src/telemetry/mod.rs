@@ -126,6 +126,15 @@ pub fn install() -> PrometheusHandle {
     HANDLE.get_or_init(|| recorder(None)).clone()
 }
 
+/// Folds recorded histogram samples into their buckets. The Prometheus
+/// recorder keeps samples until this runs (or a scrape renders them): call
+/// it on a timer, or memory grows with traffic when nobody scrapes.
+pub fn upkeep() {
+    if let Some(h) = HANDLE.get() {
+        h.run_upkeep();
+    }
+}
+
 /// Installs the fan-out to `otel`; false if a recorder was installed already.
 fn install_otel(otel: bridge::OtelRecorder) -> bool {
     let mut used = false;
@@ -159,12 +168,12 @@ fn recorder(otel: Option<bridge::OtelRecorder>) -> PrometheusHandle {
     let _ = match otel {
         Some(otel) => {
             let _ = OTEL_METRICS.set(());
-            metrics::set_global_recorder(
+            metrics::set_global_recorder(bridge::Cached::new(
                 metrics_util::layers::FanoutBuilder::default()
                     .add_recorder(recorder)
                     .add_recorder(otel)
                     .build(),
-            )
+            ))
             .is_ok()
         }
         None => metrics::set_global_recorder(recorder).is_ok(),

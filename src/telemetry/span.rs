@@ -120,8 +120,10 @@ impl RequestSpan {
         let Some(cx) = &self.0 else { return };
         let span = cx.span();
         span.update_name(format!("chat {route}"));
-        span.set_attributes(request_attributes(req, route));
-        span.set_attribute(KeyValue::new(attr::SWITCHYARD_ROUTE, route.to_string()));
+        span.set_attributes([
+            KeyValue::new(attr::GEN_AI_REQUEST_MODEL, route.to_string()),
+            KeyValue::new(attr::SWITCHYARD_ROUTE, route.to_string()),
+        ]);
         if TRACING.get().is_some_and(|t| t.options.capture_content) {
             span.set_attributes(content_attributes(req));
         }
@@ -145,22 +147,42 @@ impl RequestSpan {
         span.set_status(Status::error(err.to_api().message));
     }
 
-    /// A target answered; `op` carries what it answered.
-    pub fn served(&self, target: &str, attempts: usize, op: &Operation) {
+    /// A target answered. The request's parameters, the vendor and the
+    /// finish reason are on the attempt's span; this one says what the app
+    /// got and what it cost.
+    pub fn served(&self, target: &str, attempts: usize) {
         let Some(cx) = &self.0 else { return };
-        let span = cx.span();
-        span.set_attribute(KeyValue::new(attr::SWITCHYARD_TARGET, target.to_string()));
-        span.set_attribute(KeyValue::new(attr::SWITCHYARD_ATTEMPTS, attempts as i64));
-        span.set_attribute(KeyValue::new(attr::GEN_AI_PROVIDER_NAME, op.provider));
-        span.set_attribute(KeyValue::new(attr::HTTP_RESPONSE_STATUS_CODE, 200));
+        cx.span().set_attributes([
+            KeyValue::new(attr::SWITCHYARD_TARGET, target.to_string()),
+            KeyValue::new(attr::SWITCHYARD_ATTEMPTS, attempts as i64),
+            KeyValue::new(attr::HTTP_RESPONSE_STATUS_CODE, 200),
+        ]);
     }
 
-    /// Copies the answer's summary (model, usage, finish) from the serving
-    /// operation, at the end of the answer.
+    /// Copies the answering model and the usage from the serving operation,
+    /// at the end of the answer.
     pub fn summarize(&self, op: &Operation) {
         let Some(cx) = &self.0 else { return };
         let span = cx.span();
-        span.set_attributes(op.summary.attributes());
+        let s = &op.summary;
+        let mut a = Vec::with_capacity(4);
+        if let Some(m) = &s.model {
+            a.push(KeyValue::new(attr::GEN_AI_RESPONSE_MODEL, m.clone()));
+        }
+        if let Some(u) = s.usage {
+            a.push(KeyValue::new(
+                attr::GEN_AI_USAGE_INPUT_TOKENS,
+                u.input_tokens as i64,
+            ));
+            a.push(KeyValue::new(
+                attr::GEN_AI_USAGE_OUTPUT_TOKENS,
+                u.output_tokens as i64,
+            ));
+        }
+        if let Some(t) = &s.text {
+            a.push(output_messages(t));
+        }
+        span.set_attributes(a);
         if let Some(e) = op.error_type() {
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, e));
             span.set_status(Status::error(format!("the answer broke: {e}")));
@@ -177,10 +199,10 @@ impl Drop for RequestSpan {
 }
 
 fn request_attributes(req: &ChatRequest, model: &str) -> Vec<KeyValue> {
-    let mut a = vec![
-        KeyValue::new(attr::GEN_AI_REQUEST_MODEL, model.to_string()),
-        KeyValue::new(attr::GEN_AI_REQUEST_STREAM, req.stream),
-    ];
+    let mut a = vec![KeyValue::new(attr::GEN_AI_REQUEST_MODEL, model.to_string())];
+    if req.stream {
+        a.push(KeyValue::new(attr::GEN_AI_REQUEST_STREAM, true));
+    }
     if let Some(n) = req.max_tokens {
         a.push(KeyValue::new(attr::GEN_AI_REQUEST_MAX_TOKENS, i64::from(n)));
     }
@@ -205,6 +227,12 @@ fn content_attributes(req: &ChatRequest) -> Vec<KeyValue> {
         ));
     }
     a
+}
+
+fn output_messages(text: &str) -> KeyValue {
+    let messages =
+        serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": text}]}]);
+    KeyValue::new(attr::GEN_AI_OUTPUT_MESSAGES, cut(messages.to_string()))
 }
 
 /// Who an attempt goes to, for its span and its metric labels.
@@ -256,11 +284,7 @@ impl Summary {
             ));
         }
         if let Some(t) = &self.text {
-            let messages = serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": t}]}]);
-            a.push(KeyValue::new(
-                attr::GEN_AI_OUTPUT_MESSAGES,
-                cut(messages.to_string()),
-            ));
+            a.push(output_messages(t));
         }
         a
     }

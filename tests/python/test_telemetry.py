@@ -93,7 +93,6 @@ def test_plain_request_continues_the_app_trace(traced):
     assert s["gen_ai.response.model"] == r.model == "gpt-5"
     assert s["gen_ai.usage.input_tokens"] == r.usage.prompt_tokens
     assert s["gen_ai.usage.output_tokens"] == r.usage.completion_tokens > 0
-    assert s["gen_ai.response.finish_reasons"] == ["stop"]
     assert s["switchyard.route"] == "gpt"
     assert s["switchyard.target"] == "gpt"
     assert s["switchyard.attempts"] == 1
@@ -102,8 +101,11 @@ def test_plain_request_continues_the_app_trace(traced):
     assert server["status_code"] != "STATUS_CODE_ERROR"
 
     a = attempt["attributes"]
+    assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.request.model"] == "gpt-5"
+    assert a["gen_ai.response.finish_reasons"] == ["stop"]
+    assert a["gen_ai.response.id"] == r.id
     assert a["gen_ai.request.max_tokens"] == 64
     assert a["gen_ai.request.temperature"] == 0.5
     assert a["gen_ai.response.model"] == "gpt-5"
