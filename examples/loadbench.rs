@@ -543,7 +543,9 @@ async fn tracing_cost(args: Args) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    if on_run.ok == 0 || received < expected {
+    // With head sampling (`OTEL_TRACES_SAMPLER`) only a share arrives.
+    let sampled = std::env::var_os("OTEL_TRACES_SAMPLER").is_some();
+    if on_run.ok == 0 || received == 0 || (!sampled && received < expected) {
         eprintln!("benchmark failed: no successful traced requests, or no spans exported");
         std::process::exit(1);
     }

@@ -102,6 +102,11 @@ impl RequestSpan {
                 KeyValue::new(attr::URL_PATH, path.to_string()),
             ])
             .start_with_context(&t.tracer, &parent);
+        // Sampled out (`OTEL_TRACES_SAMPLER`): nothing more to do for this
+        // request, nor for its attempts.
+        if !span.is_recording() {
+            return RequestSpan(None);
+        }
         RequestSpan(Some(parent.with_span(span)))
     }
 
