@@ -169,24 +169,7 @@ impl RequestSpan {
     pub fn summarize(&self, op: &Operation) {
         let Some(cx) = &self.0 else { return };
         let span = cx.span();
-        let s = &op.summary;
-        let mut a = Vec::with_capacity(4);
-        if let Some(m) = &s.model {
-            a.push(KeyValue::new(attr::GEN_AI_RESPONSE_MODEL, m.clone()));
-        }
-        if let Some(u) = s.usage {
-            a.push(KeyValue::new(
-                attr::GEN_AI_USAGE_INPUT_TOKENS,
-                u.input_tokens as i64,
-            ));
-            a.push(KeyValue::new(
-                attr::GEN_AI_USAGE_OUTPUT_TOKENS,
-                u.output_tokens as i64,
-            ));
-        }
-        if let Some(t) = &s.text {
-            a.push(output_messages(t));
-        }
+        let a = op.summary.attributes(false);
         span.set_attributes(a);
         if let Some(e) = op.error_type() {
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, e));
@@ -264,15 +247,17 @@ struct Summary {
 }
 
 impl Summary {
-    fn attributes(&self) -> Vec<KeyValue> {
+    /// Model, usage and captured output; `full` (attempt spans) adds the
+    /// response id and finish reason.
+    fn attributes(&self, full: bool) -> Vec<KeyValue> {
         let mut a = Vec::new();
         if let Some(m) = &self.model {
             a.push(KeyValue::new(attr::GEN_AI_RESPONSE_MODEL, m.clone()));
         }
-        if let Some(id) = &self.id {
+        if let Some(id) = self.id.as_ref().filter(|_| full) {
             a.push(KeyValue::new(attr::GEN_AI_RESPONSE_ID, id.clone()));
         }
-        if let Some(f) = self.finish {
+        if let Some(f) = self.finish.filter(|_| full) {
             a.push(KeyValue::new(
                 attr::GEN_AI_RESPONSE_FINISH_REASONS,
                 strings(vec![f.as_str().to_string()]),
@@ -464,7 +449,7 @@ impl Drop for Operation {
             attr::SWITCHYARD_OUTCOME,
             self.error.unwrap_or("ok"),
         ));
-        span.set_attributes(self.summary.attributes());
+        span.set_attributes(self.summary.attributes(true));
         if let Some(e) = self.error {
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, e));
             span.set_status(Status::error(format!("attempt failed: {e}")));
