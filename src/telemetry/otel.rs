@@ -249,40 +249,38 @@ fn build_error(
     }
 }
 
-fn span_exporter(signal: &Signal) -> Result<opentelemetry_otlp::SpanExporter, OtelError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    match (signal.protocol, &signal.endpoint) {
-        (OtlpProtocol::Grpc, Some(e)) => builder.with_tonic().with_endpoint(e).build(),
-        (OtlpProtocol::Grpc, None) => builder.with_tonic().build(),
-        (OtlpProtocol::HttpProtobuf, e) => {
-            let b = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            match e {
-                Some(e) => b.with_endpoint(e).build(),
-                None => b.build(),
+/// Builds one signal's OTLP exporter: the span and metric builders have the
+/// same methods but no common trait to write a function over.
+macro_rules! exporter {
+    ($builder:expr, $signal:expr, $name:literal) => {{
+        let signal: &Signal = $signal;
+        match (signal.protocol, &signal.endpoint) {
+            (OtlpProtocol::Grpc, Some(e)) => $builder.with_tonic().with_endpoint(e).build(),
+            (OtlpProtocol::Grpc, None) => $builder.with_tonic().build(),
+            (OtlpProtocol::HttpProtobuf, e) => {
+                let b = $builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+                match e {
+                    Some(e) => b.with_endpoint(e).build(),
+                    None => b.build(),
+                }
             }
         }
-    }
-    .map_err(build_error("trace"))
+        .map_err(build_error($name))
+    }};
+}
+
+fn span_exporter(signal: &Signal) -> Result<opentelemetry_otlp::SpanExporter, OtelError> {
+    exporter!(opentelemetry_otlp::SpanExporter::builder(), signal, "trace")
 }
 
 fn metric_exporter(signal: &Signal) -> Result<opentelemetry_otlp::MetricExporter, OtelError> {
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    match (signal.protocol, &signal.endpoint) {
-        (OtlpProtocol::Grpc, Some(e)) => builder.with_tonic().with_endpoint(e).build(),
-        (OtlpProtocol::Grpc, None) => builder.with_tonic().build(),
-        (OtlpProtocol::HttpProtobuf, e) => {
-            let b = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            match e {
-                Some(e) => b.with_endpoint(e).build(),
-                None => b.build(),
-            }
-        }
-    }
-    .map_err(build_error("metric"))
+    exporter!(
+        opentelemetry_otlp::MetricExporter::builder(),
+        signal,
+        "metric"
+    )
 }
 
 impl Guard {

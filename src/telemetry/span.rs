@@ -78,7 +78,7 @@ fn strings(items: Vec<String>) -> Value {
 pub struct RequestSpan(Option<Context>);
 
 /// The parent an attempt hangs under; cheap to clone into a stream.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Parent(Option<Context>);
 
 impl RequestSpan {
@@ -108,11 +108,6 @@ impl RequestSpan {
             return RequestSpan(None);
         }
         RequestSpan(Some(parent.with_span(span)))
-    }
-
-    /// A span that records nothing (tracing off).
-    pub fn none() -> RequestSpan {
-        RequestSpan(None)
     }
 
     pub fn parent(&self) -> Parent {
@@ -169,8 +164,7 @@ impl RequestSpan {
     pub fn summarize(&self, op: &Operation) {
         let Some(cx) = &self.0 else { return };
         let span = cx.span();
-        let a = op.summary.attributes(false);
-        span.set_attributes(a);
+        span.set_attributes(op.summary.attributes(false));
         if let Some(e) = op.error_type() {
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, e));
             span.set_status(Status::error(format!("the answer broke: {e}")));
