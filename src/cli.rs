@@ -239,8 +239,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             if let Some(d) = &for_ {
-                humantime::parse_duration(d)
+                let parsed = humantime::parse_duration(d)
                     .with_context(|| format!("--for {d}: not a duration (try 30m, 2h)"))?;
+                switchyard::state::check_ttl(parsed).with_context(|| format!("--for {d}"))?;
             }
             let body = serde_json::json!({"reason": reason, "for": for_});
             let path = format!("/admin/targets/{target}/suspend");
@@ -253,6 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "{target} suspended ({until}): traffic moves to the next target of each route"
             );
+            warn_unpersisted(&v);
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume { target, admin } => {
@@ -263,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{target} was not suspended; nothing changed");
             }
+            warn_unpersisted(&v);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -549,6 +552,14 @@ async fn admin_call(
             }
             bail!("{msg}")
         }
+    }
+}
+
+/// An ops change the gateway applied but could not write to its state
+/// file: it holds, and the operator must know a restart would lose it.
+fn warn_unpersisted(v: &serde_json::Value) {
+    if let Some(w) = v["warning"].as_str() {
+        eprintln!("warning: {w}");
     }
 }
 

@@ -41,7 +41,44 @@ pub enum OpsError {
     #[error("chaos is disabled on this gateway: set `[chaos] enabled = true` in its routes file")]
     ChaosDisabled,
     #[error(transparent)]
-    Persist(#[from] health::PersistError),
+    Duration(#[from] DurationError),
+}
+
+/// The longest suspension or injected fault: beyond it a duration is a
+/// typo (or an overflow attempt), not an ops decision.
+pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Why a suspension or fault duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("duration must be more than zero (omit it to suspend until resumed)")]
+    Zero,
+    #[error("duration {0} is longer than the maximum of 365 days")]
+    TooLong(String),
+}
+
+/// Checks a suspension or fault duration: more than zero, at most
+/// [`MAX_TTL`]. Shared by the admin API and the CLI, so both refuse the same.
+pub fn check_ttl(d: std::time::Duration) -> Result<std::time::Duration, DurationError> {
+    if d.is_zero() {
+        Err(DurationError::Zero)
+    } else if d > MAX_TTL {
+        Err(DurationError::TooLong(
+            humantime::format_duration(d).to_string(),
+        ))
+    } else {
+        Ok(d)
+    }
+}
+
+/// An ops change that is in force. `persist_error` is set when the state
+/// file could not be written: the change holds until a restart, which
+/// would lose it. Applying anyway is deliberate: an ops flip during an
+/// incident must not fail because a disk is full.
+#[derive(Debug)]
+pub struct Applied<T> {
+    pub value: T,
+    pub persist_error: Option<health::PersistError>,
 }
 
 impl LoadError {
@@ -131,7 +168,7 @@ impl Snapshot {
 
 /// The process-wide live state.
 pub struct Live {
-    current: ArcSwap<Snapshot>,
+    current: Arc<ArcSwap<Snapshot>>,
     pub events: EventLog,
     epoch: tokio::time::Instant,
     /// Problems of the last rejected reload, until one is applied.
@@ -147,6 +184,12 @@ pub struct Live {
     path: Option<PathBuf>,
     env: EnvLookup,
     next_version: AtomicU64,
+    /// The one writer of the state file, when one is configured.
+    state_writer: Option<health::StateWriter>,
+    /// Why the state file does not hold the live suspensions, until a
+    /// write succeeds again: a readiness detail, not a reason to stop
+    /// serving.
+    pub persist_error: arc_swap::ArcSwapOption<String>,
 }
 
 impl Live {
@@ -168,6 +211,17 @@ impl Live {
                 .or_insert_with(|| Arc::new(health::TargetHealth::new(&name, epoch)));
             h.suspend(s);
         }
+        let current = Arc::new(ArcSwap::from_pointee(snapshot));
+        let state_writer = current
+            .load()
+            .config
+            .gateway
+            .state_file
+            .clone()
+            .map(|path| {
+                let live = current.clone();
+                health::StateWriter::spawn(path, move || live.load().health.suspensions())
+            });
         Ok(Live {
             events,
             epoch,
@@ -177,9 +231,11 @@ impl Live {
             admin_token_digest: std::sync::OnceLock::new(),
             reload_lock: std::sync::Mutex::new(()),
             env,
-            next_version: AtomicU64::new(snapshot.version + 1),
-            current: ArcSwap::from_pointee(snapshot),
+            next_version: AtomicU64::new(current.load().version + 1),
+            current,
             path,
+            state_writer,
+            persist_error: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -254,13 +310,16 @@ impl Live {
     }
 
     /// Takes a target out of every route at once, until resumed or `ttl`.
+    /// Returns once the change is in force and written to the state file
+    /// (or the write failed: see [`Applied`]).
     pub async fn suspend(
         &self,
         target: &str,
         reason: &str,
         actor: &str,
         ttl: Option<std::time::Duration>,
-    ) -> Result<Suspension, OpsError> {
+    ) -> Result<Applied<Suspension>, OpsError> {
+        let ttl = ttl.map(check_ttl).transpose()?;
         let snap = self.load();
         let h = snap
             .health
@@ -274,11 +333,11 @@ impl Live {
             reason: reason.to_string(),
             actor: actor.to_string(),
             since: now,
-            until: ttl.map(|d| now + d.as_secs().max(1)),
+            until: ttl.map(|d| now.saturating_add(d.as_secs().max(1))),
         };
         h.suspend(s.clone());
         crate::telemetry::suspension(target);
-        self.persist(&snap).await?;
+        let persist_error = self.persist(actor).await;
         self.events.emit(NewEvent {
             kind: "suspend",
             actor,
@@ -287,16 +346,21 @@ impl Live {
             before,
             after: "suspended",
         });
-        Ok(s)
+        Ok(Applied {
+            value: s,
+            persist_error,
+        })
     }
 
-    /// Puts a target back; `Ok(None)` if it was not suspended.
+    /// Puts a target back; `value` is `None` if it was not suspended.
+    /// Returns once the change is in force and written to the state file
+    /// (or the write failed: see [`Applied`]).
     pub async fn resume(
         &self,
         target: &str,
         actor: &str,
         kind: &'static str,
-    ) -> Result<Option<Suspension>, OpsError> {
+    ) -> Result<Applied<Option<Suspension>>, OpsError> {
         let snap = self.load();
         let h = snap
             .health
@@ -304,9 +368,12 @@ impl Live {
             .get(target)
             .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
         let Some(old) = h.resume(actor) else {
-            return Ok(None);
+            return Ok(Applied {
+                value: None,
+                persist_error: None,
+            });
         };
-        self.persist(&snap).await?;
+        let persist_error = self.persist(actor).await;
         let after = h.state(tokio::time::Instant::now()).as_str();
         self.events.emit(NewEvent {
             kind,
@@ -316,7 +383,10 @@ impl Live {
             before: "suspended",
             after,
         });
-        Ok(Some(old))
+        Ok(Applied {
+            value: Some(old),
+            persist_error,
+        })
     }
 
     /// Injects `fault` on `target` for `ttl` (chaos drills only).
@@ -337,7 +407,8 @@ impl Live {
             .get(target)
             .filter(|_| snap.table.targets.contains_key(target))
             .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
-        let until = unix_now() + ttl.as_secs().max(1);
+        let ttl = check_ttl(ttl)?;
+        let until = unix_now().saturating_add(ttl.as_secs().max(1));
         let described = serde_json::to_string(&fault).unwrap_or_default();
         h.set_fault(Some(Arc::new(crate::provider::fault::ActiveFault::new(
             fault, until,
@@ -405,11 +476,34 @@ impl Live {
         }
     }
 
-    async fn persist(&self, snap: &Snapshot) -> Result<(), OpsError> {
-        if let Some(path) = &snap.config.gateway.state_file {
-            health::save_suspensions(path, snap.health.suspensions()).await?;
+    /// Writes the live suspensions through the one state writer. A failure
+    /// is raised as an `alert` event, counted, and kept as a readiness
+    /// detail until a later write succeeds; the change itself stays.
+    async fn persist(&self, actor: &str) -> Option<health::PersistError> {
+        let writer = self.state_writer.as_ref()?;
+        match writer.persist().await {
+            Ok(()) => {
+                self.persist_error.store(None);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the state file does not hold the live suspensions");
+                crate::telemetry::state_persist_failure();
+                let message = e.to_string();
+                self.events.emit(NewEvent {
+                    kind: "alert",
+                    actor,
+                    target: None,
+                    reason: &format!(
+                        "{message}; the change is in force but a restart would lose it"
+                    ),
+                    before: "persisted",
+                    after: "not persisted",
+                });
+                self.persist_error.store(Some(Arc::new(message)));
+                Some(e)
+            }
         }
-        Ok(())
     }
 }
 

@@ -87,6 +87,15 @@ async fn clear_messages_for_the_usual_mistakes() {
     let (code, _, err) = cli(&["suspend", "claude", "--for", "soon"], &admin, ADMIN_TOKEN).await;
     assert_eq!(code, 1);
     assert!(err.contains("not a duration"), "{err}");
+    for absurd in ["18446744073709551615s", "0s"] {
+        let (code, _, err) =
+            cli(&["suspend", "claude", "--for", absurd], &admin, ADMIN_TOKEN).await;
+        assert_eq!(code, 1, "{absurd}");
+        assert!(
+            err.contains("365 days") || err.contains("more than zero"),
+            "{absurd}: {err}"
+        );
+    }
     let (code, _, err) = cli(&["status"], "http://127.0.0.1:9", ADMIN_TOKEN).await;
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the gateway"), "{err}");

@@ -45,11 +45,22 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(dashboard))
         .merge(protected)
         .with_state(state)
+}
+
+/// Ready as soon as it serves. Problems that do not stop serving are
+/// details here, not a reason to be taken out of a load balancer: a state
+/// file that cannot be written leaves every request unaffected.
+async fn readyz(State(admin): State<Admin>) -> Json<serde_json::Value> {
+    let state_file = match admin.live.persist_error.load_full() {
+        None => json!({"ok": true}),
+        Some(e) => json!({"ok": false, "error": *e}),
+    };
+    Json(json!({"status": "ready", "details": {"state_file": state_file}}))
 }
 
 /// Prometheus text format. Target states and reload counters are read from
@@ -205,8 +216,11 @@ async fn suspend(
         .suspend(&target, &reason, &actor(&headers), parsed.for_)
         .await
     {
-        Ok(s) => {
-            Json(json!({"target": target, "state": "suspended", "suspension": s})).into_response()
+        Ok(applied) => {
+            let mut body =
+                json!({"target": target, "state": "suspended", "suspension": applied.value});
+            persisted(&mut body, applied.persist_error);
+            Json(body).into_response()
         }
         Err(e) => ops_error(e),
     }
@@ -218,14 +232,27 @@ async fn resume(
     headers: HeaderMap,
 ) -> Response {
     match admin.live.resume(&target, &actor(&headers), "resume").await {
-        Ok(Some(old)) => {
-            Json(json!({"target": target, "resumed": true, "was": old})).into_response()
-        }
-        Ok(None) => {
-            Json(json!({"target": target, "resumed": false, "note": "it was not suspended"}))
-                .into_response()
+        Ok(applied) => {
+            let mut body = match applied.value {
+                Some(old) => json!({"target": target, "resumed": true, "was": old}),
+                None => json!({"target": target, "resumed": false, "note": "it was not suspended"}),
+            };
+            persisted(&mut body, applied.persist_error);
+            Json(body).into_response()
         }
         Err(e) => ops_error(e),
+    }
+}
+
+/// Says whether an applied change reached the state file. A change that
+/// did not is still in force (200), and the answer says it would not
+/// survive a restart.
+fn persisted(body: &mut serde_json::Value, error: Option<crate::health::PersistError>) {
+    body["persisted"] = json!(error.is_none());
+    if let Some(e) = error {
+        body["warning"] = json!(format!(
+            "applied, but not persisted: {e}; a restart would lose this change"
+        ));
     }
 }
 
@@ -276,7 +303,7 @@ fn ops_error(e: OpsError) -> Response {
     match e {
         OpsError::UnknownTarget(_) => error(StatusCode::NOT_FOUND, e.to_string()),
         OpsError::ChaosDisabled => error(StatusCode::CONFLICT, e.to_string()),
-        OpsError::Persist(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        OpsError::Duration(_) => error(StatusCode::BAD_REQUEST, format!("`for`: {e}")),
     }
 }
 

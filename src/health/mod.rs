@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use budget::RetryBudget;
-pub use persist::{load_suspensions, save_suspensions, PersistError};
+pub use persist::{load_suspensions, PersistError, StateWriter};
 pub use stats::MinuteSummary;
 
 use crate::config::HealthConfig;

@@ -194,10 +194,72 @@ async fn suspensions_round_trip_through_the_state_file() {
             until: Some(2),
         },
     );
-    save_suspensions(&path, s.clone()).await.unwrap();
+    let shown = s.clone();
+    let writer = StateWriter::spawn(path.clone(), move || shown.clone());
+    writer.persist().await.unwrap();
     assert_eq!(load_suspensions(&path).unwrap(), s);
     std::fs::write(&path, b"{garbage").unwrap();
     assert!(load_suspensions(&path).is_err());
+}
+
+/// Racing callers each wait for a write that saw their change, and the
+/// file ends with the latest state even though the writes coalesce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_writer_persists_in_order_and_the_latest_state_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let live = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let read = live.clone();
+    let writer = std::sync::Arc::new(StateWriter::spawn(path.clone(), move || {
+        read.lock().unwrap().clone()
+    }));
+    let stamp = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        let (live, writer, path, stamp) =
+            (live.clone(), writer.clone(), path.clone(), stamp.clone());
+        tasks.push(tokio::spawn(async move {
+            let mine = {
+                let mut l = live.lock().unwrap();
+                let mine = stamp.fetch_add(1, Ordering::SeqCst);
+                let name = format!("t{}", i % 4);
+                if i % 3 == 0 {
+                    l.remove(&name);
+                } else {
+                    l.insert(name, suspension(mine));
+                }
+                l.insert("stamp".to_string(), suspension(mine));
+                mine
+            };
+            writer.persist().await.unwrap();
+            // Once persist returns, the file holds this change or a later one.
+            let on_disk = load_suspensions(&path).unwrap();
+            assert!(on_disk["stamp"].since >= mine, "{on_disk:?} vs {mine}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(load_suspensions(&path).unwrap(), *live.lock().unwrap());
+}
+
+fn suspension(since: u64) -> Suspension {
+    Suspension {
+        reason: format!("change {since}"),
+        actor: "ops".into(),
+        since,
+        until: None,
+    }
+}
+
+#[tokio::test]
+async fn a_state_file_that_cannot_be_written_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let writer = StateWriter::spawn(blocker.join("state.json"), BTreeMap::new);
+    let e = writer.persist().await.unwrap_err();
+    assert!(e.to_string().contains("cannot write"), "{e}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -43,6 +43,7 @@ pub const CONFIG_VERSION: &str = "switchyard_config_version";
 pub const MALFORMED_EVENTS: &str = "switchyard_malformed_stream_events_total";
 pub const SPANS_DROPPED: &str = "switchyard_telemetry_spans_dropped_total";
 pub const EXPORT_FAILURES: &str = "switchyard_telemetry_export_failures_total";
+pub const STATE_PERSIST_FAILURES: &str = "switchyard_state_persist_failures_total";
 
 /// What kind of instrument a metric is, on both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,7 @@ pub const METRICS: &[MetricDef] = &[
     def(MALFORMED_EVENTS, "switchyard.malformed_stream_events", Kind::Counter, "{event}", "Upstream stream events dropped as malformed."),
     def(SPANS_DROPPED, "switchyard.telemetry.spans_dropped", Kind::Counter, "{span}", "Spans dropped because the export queue was full."),
     def(EXPORT_FAILURES, "switchyard.telemetry.export_failures", Kind::Counter, "{export}", "Span batches the collector did not take."),
+    def(STATE_PERSIST_FAILURES, "switchyard.state.persist_failures", Kind::Counter, "{write}", "Writes of the state file (suspensions) that failed; the change stayed in force."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -281,6 +283,11 @@ pub fn target_state(target: &str, state: &'static str, all: &[&'static str]) {
 /// One reload of the routes table: `ok` or `rejected`.
 pub fn reload(result: &'static str) {
     counter!(RELOADS, "result" => result).increment(1);
+}
+
+/// A write of the state file failed (the ops change it carried stayed).
+pub fn state_persist_failure() {
+    counter!(STATE_PERSIST_FAILURES).increment(1);
 }
 
 pub fn config_version(version: u64) {
