@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::dialect::{ApiError, DialectError, ErrorKind, VendorError};
+use crate::dialect::{ApiError, DialectError, ErrorKind, VendorClass, VendorError};
 
 /// How one attempt on one target failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -37,15 +37,63 @@ pub enum UpstreamError {
 /// What the failover loop does after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// Try the same target once more (after the vendor's reset time, when
+    /// the route's `max_retry_wait` and retry budget allow), else fail over.
+    RetrySameTarget,
     /// Try the next eligible target.
     Failover,
-    /// Try only targets with a larger context window.
+    /// Try only targets with a larger (or unknown) context window.
     FailoverToLargerWindow,
+    /// The vendor account is unusable: take every target of the provider out
+    /// (one `alert`), then fail over to other providers.
+    TakeProviderOut,
     /// The request itself is at fault: answer now, try nothing else.
     Stop,
 }
 
-/// The low-cardinality reason a failover happened, for metrics and the trail.
+impl Decision {
+    /// The decision's name in the README's failure-class table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::RetrySameTarget => "retry_same_target",
+            Decision::Failover => "failover",
+            Decision::FailoverToLargerWindow => "failover_to_larger_window",
+            Decision::TakeProviderOut => "take_provider_out",
+            Decision::Stop => "stop",
+        }
+    }
+}
+
+/// The audit event a failure class leads to, beyond the attempt itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// None of its own; the failure counts toward outlier detection, which
+    /// writes an `eject` event when the target crosses its threshold.
+    Outlier,
+    /// An `alert` event (once per take-out, however many requests saw it).
+    Alert,
+    /// Nothing: the target did nothing wrong.
+    Nothing,
+}
+
+/// One row of the failure-class table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub decision: Decision,
+    pub audit: Audit,
+    /// How long a provider take-out lasts (zero for other decisions).
+    pub take_out: Duration,
+}
+
+/// How long a disabled or suspended vendor account takes its provider out.
+pub const ACCOUNT_DISABLED_TAKE_OUT: Duration = Duration::from_secs(300);
+/// How long exhausted quota or billing takes its provider out: longer, since
+/// it comes back only when someone pays or the day rolls over.
+pub const QUOTA_EXHAUSTED_TAKE_OUT: Duration = Duration::from_secs(900);
+
+/// The low-cardinality class of a failure, for the decision table, metrics
+/// and the trail. Vendor answers get theirs from [`VendorClass`]; the rest
+/// are what the connection did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     Connect,
@@ -56,14 +104,18 @@ pub enum Reason {
     ServerError,
     RateLimited,
     Overloaded,
+    /// Quota or billing exhausted: the provider is out for longer.
+    QuotaExhausted,
     ModelUnavailable,
+    /// The model exists, but this account may not use it.
+    ModelBlocked,
     Credentials,
     /// The vendor disabled our account: every target using it is out.
     AccountDisabled,
     ContextLength,
     InBand,
     Malformed,
-    ClientError,
+    InvalidRequest,
     ContentPolicy,
 }
 
@@ -77,14 +129,74 @@ impl Reason {
             Reason::ServerError => "server_error",
             Reason::RateLimited => "rate_limited",
             Reason::Overloaded => "overloaded",
+            Reason::QuotaExhausted => "quota_exhausted",
             Reason::ModelUnavailable => "model_unavailable",
+            Reason::ModelBlocked => "model_blocked",
             Reason::Credentials => "credentials",
             Reason::AccountDisabled => "account_disabled",
             Reason::ContextLength => "context_length",
             Reason::InBand => "in_band_error",
             Reason::Malformed => "malformed",
-            Reason::ClientError => "client_error",
+            Reason::InvalidRequest => "client_error",
             Reason::ContentPolicy => "content_policy",
+        }
+    }
+
+    /// THE failure-class table: what the loop does about each class and
+    /// which audit event it leads to. Every decision reads this one match.
+    pub fn rule(self) -> Rule {
+        use Audit::*;
+        use Decision::*;
+        let (decision, audit, take_out) = match self {
+            Reason::ServerError | Reason::RateLimited => (RetrySameTarget, Outlier, Duration::ZERO),
+            Reason::Connect
+            | Reason::Timeout
+            | Reason::Transport
+            | Reason::FirstToken
+            | Reason::Overloaded
+            | Reason::ModelUnavailable
+            | Reason::ModelBlocked
+            | Reason::Credentials
+            | Reason::InBand
+            | Reason::Malformed => (Failover, Outlier, Duration::ZERO),
+            Reason::QuotaExhausted => (TakeProviderOut, Alert, QUOTA_EXHAUSTED_TAKE_OUT),
+            Reason::AccountDisabled => (TakeProviderOut, Alert, ACCOUNT_DISABLED_TAKE_OUT),
+            Reason::ContextLength => (FailoverToLargerWindow, Nothing, Duration::ZERO),
+            Reason::InvalidRequest | Reason::ContentPolicy => (Stop, Nothing, Duration::ZERO),
+        };
+        Rule {
+            decision,
+            audit,
+            take_out,
+        }
+    }
+
+    /// The one mapping from a failure class to the error kind the app sees
+    /// (for a failed request and for a stream that broke after it began).
+    pub fn api_kind(self) -> ErrorKind {
+        match self {
+            Reason::Overloaded => ErrorKind::Overloaded,
+            Reason::RateLimited => ErrorKind::RateLimited,
+            Reason::Timeout | Reason::FirstToken => ErrorKind::Timeout,
+            _ => ErrorKind::Upstream,
+        }
+    }
+}
+
+impl From<VendorClass> for Reason {
+    fn from(class: VendorClass) -> Reason {
+        match class {
+            VendorClass::Overloaded => Reason::Overloaded,
+            VendorClass::RateLimited => Reason::RateLimited,
+            VendorClass::QuotaExhausted => Reason::QuotaExhausted,
+            VendorClass::ModelUnavailable => Reason::ModelUnavailable,
+            VendorClass::ModelBlocked => Reason::ModelBlocked,
+            VendorClass::AccountDisabled => Reason::AccountDisabled,
+            VendorClass::Credentials => Reason::Credentials,
+            VendorClass::ContentPolicy => Reason::ContentPolicy,
+            VendorClass::ContextLength => Reason::ContextLength,
+            VendorClass::InvalidRequest => Reason::InvalidRequest,
+            VendorClass::ServerError => Reason::ServerError,
         }
     }
 }
@@ -99,75 +211,48 @@ impl UpstreamError {
         }
     }
 
+    /// The failure's class: from the vendor's own error class when it
+    /// answered, else from what the connection did.
+    pub fn reason(&self) -> Reason {
+        match self {
+            UpstreamError::Connect => Reason::Connect,
+            UpstreamError::Timeout => Reason::Timeout,
+            UpstreamError::Transport(_) => Reason::Transport,
+            UpstreamError::FirstTokenTimeout(_) => Reason::FirstToken,
+            UpstreamError::Malformed(_) | UpstreamError::Truncated => Reason::Malformed,
+            // Redirects are never followed: the vendor answered something
+            // else than an answer, which is its failure, not the app's.
+            UpstreamError::Status { status, .. } if (300..400).contains(status) => {
+                Reason::Malformed
+            }
+            UpstreamError::Status { vendor, .. } => vendor.class.into(),
+            UpstreamError::InBand { vendor, .. } => match Reason::from(vendor.class) {
+                // A stream that failed in band without a class of its own is
+                // the vendor's failure, whatever it called it.
+                Reason::ServerError => Reason::InBand,
+                r => r,
+            },
+        }
+    }
+
     /// Classifies the failure: why it happened and what to do next.
     pub fn classify(&self) -> (Reason, Decision) {
-        use Decision::*;
+        let reason = self.reason();
+        (reason, reason.rule().decision)
+    }
+
+    /// When the vendor says its limit resets (header, or body for Gemini).
+    pub fn reset_after(&self) -> Option<Duration> {
         match self {
-            UpstreamError::Connect => (Reason::Connect, Failover),
-            UpstreamError::Timeout => (Reason::Timeout, Failover),
-            UpstreamError::Transport(_) => (Reason::Transport, Failover),
-            UpstreamError::FirstTokenTimeout(_) => (Reason::FirstToken, Failover),
-            UpstreamError::Malformed(_) | UpstreamError::Truncated => (Reason::Malformed, Failover),
-            UpstreamError::InBand { status, vendor } => match status {
-                Some(s) if (400..500).contains(s) && *s != 429 => classify_status(*s, vendor),
-                _ => (Reason::InBand, Failover),
-            },
-            UpstreamError::Status { status, vendor, .. } => classify_status(*status, vendor),
+            UpstreamError::Status {
+                retry_after,
+                vendor,
+                ..
+            } => retry_after.or(vendor.retry_in),
+            UpstreamError::InBand { vendor, .. } => vendor.retry_in,
+            _ => None,
         }
     }
-}
-
-fn classify_status(status: u16, vendor: &VendorError) -> (Reason, Decision) {
-    let code = vendor.code.as_deref().unwrap_or("").to_ascii_lowercase();
-    let message = vendor.message.to_ascii_lowercase();
-    if matches!(status, 400 | 401 | 403) && is_account_disabled(&code, &message) {
-        return (Reason::AccountDisabled, Decision::Failover);
-    }
-    match status {
-        429 => (Reason::RateLimited, Decision::Failover),
-        529 => (Reason::Overloaded, Decision::Failover),
-        503 if code.contains("overload") || message.contains("overload") => {
-            (Reason::Overloaded, Decision::Failover)
-        }
-        500..=599 => (Reason::ServerError, Decision::Failover),
-        // Redirects are never followed: the vendor answered something else
-        // than an answer, which is its failure, not the app's.
-        300..=399 => (Reason::Malformed, Decision::Failover),
-        // The vendor says the model is gone: suspended, retired or disabled.
-        404 => (Reason::ModelUnavailable, Decision::Failover),
-        // Our credentials for this vendor were refused: another vendor can serve.
-        401 | 403 => (Reason::Credentials, Decision::Failover),
-        _ if is_context_length(&code, &message) => {
-            (Reason::ContextLength, Decision::FailoverToLargerWindow)
-        }
-        _ if code.contains("content_filter")
-            || code.contains("content_policy")
-            || message.contains("content policy")
-            || code == "safety" =>
-        {
-            (Reason::ContentPolicy, Decision::Stop)
-        }
-        _ => (Reason::ClientError, Decision::Stop),
-    }
-}
-
-/// OpenAI 401 `account_deactivated`, Anthropic 400 "organization has been
-/// disabled", Gemini 403 `CONSUMER_SUSPENDED`.
-fn is_account_disabled(code: &str, message: &str) -> bool {
-    code.contains("account_deactivated")
-        || code.contains("consumer_suspended")
-        || message.contains("consumer_suspended")
-        || message.contains("organization has been disabled")
-        || message.contains("account has been deactivated")
-        || message.contains("account has been disabled")
-}
-
-fn is_context_length(code: &str, message: &str) -> bool {
-    code.contains("context_length")
-        || message.contains("context length")
-        || message.contains("context window")
-        || message.contains("prompt is too long")
-        || message.contains("exceeds the maximum number of tokens")
 }
 
 /// One attempt of the failover loop, for the final error and the trail.
@@ -297,19 +382,15 @@ fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
         })
         .collect();
     let last = attempts.last().and_then(|a| a.outcome.as_ref().err());
-    let (kind, retry_after) = match last.map(|e| (e, e.classify().0)) {
-        Some((e, Reason::RateLimited)) => {
-            let hint = match e {
-                UpstreamError::Status { retry_after, .. } => {
-                    retry_after.map(|d| d.as_secs().max(1))
-                }
-                _ => None,
-            };
-            (ErrorKind::RateLimited, hint.or(Some(1)))
-        }
-        Some((_, Reason::Overloaded)) => (ErrorKind::Overloaded, Some(1)),
-        Some((_, Reason::Timeout | Reason::FirstToken)) => (ErrorKind::Timeout, None),
-        _ => (ErrorKind::Upstream, None),
+    let reason = last.map(UpstreamError::reason);
+    let kind = reason.map_or(ErrorKind::Upstream, Reason::api_kind);
+    let retry_after = match kind {
+        ErrorKind::RateLimited => Some(
+            last.and_then(UpstreamError::reset_after)
+                .map_or(1, |d| d.as_secs().max(1)),
+        ),
+        ErrorKind::Overloaded => Some(1),
+        _ => None,
     };
     ApiError {
         retry_after,
@@ -327,68 +408,46 @@ fn exhausted(route: &str, attempts: &[Attempt]) -> ApiError {
 mod tests {
     use super::*;
 
-    fn status(status: u16, code: &str, message: &str) -> (Reason, Decision) {
+    fn status(status: u16, class: VendorClass) -> (Reason, Decision) {
         UpstreamError::Status {
             status,
-            vendor: VendorError {
-                code: Some(code.into()),
-                message: message.into(),
-            },
+            vendor: VendorError::new(class, None, String::new()),
             retry_after: None,
         }
         .classify()
     }
 
     #[test]
-    fn classification_follows_the_failover_rules() {
+    fn classification_follows_the_failure_class_table() {
         use Decision::*;
         assert_eq!(
-            status(500, "api_error", ""),
-            (Reason::ServerError, Failover)
+            status(500, VendorClass::ServerError),
+            (Reason::ServerError, RetrySameTarget)
         );
         assert_eq!(
-            status(529, "overloaded_error", ""),
+            status(529, VendorClass::Overloaded),
             (Reason::Overloaded, Failover)
         );
         assert_eq!(
-            status(429, "rate_limit_error", ""),
-            (Reason::RateLimited, Failover)
+            status(302, VendorClass::InvalidRequest),
+            (Reason::Malformed, Failover),
+            "a redirect is the vendor's failure"
         );
         assert_eq!(
-            status(404, "model_not_found", ""),
-            (Reason::ModelUnavailable, Failover)
+            status(401, VendorClass::AccountDisabled),
+            (Reason::AccountDisabled, TakeProviderOut)
         );
         assert_eq!(
-            status(400, "invalid_request_error", "bad"),
-            (Reason::ClientError, Stop)
+            status(429, VendorClass::QuotaExhausted),
+            (Reason::QuotaExhausted, TakeProviderOut)
         );
         assert_eq!(
-            status(400, "content_filter", "no"),
-            (Reason::ContentPolicy, Stop)
-        );
-        assert_eq!(
-            status(
-                400,
-                "invalid_request_error",
-                "prompt is too long: 300000 tokens"
-            ),
+            status(400, VendorClass::ContextLength),
             (Reason::ContextLength, FailoverToLargerWindow)
         );
         assert_eq!(
-            status(401, "account_deactivated", "x"),
-            (Reason::AccountDisabled, Failover)
-        );
-        assert_eq!(
-            status(
-                400,
-                "invalid_request_error",
-                "This organization has been disabled."
-            ),
-            (Reason::AccountDisabled, Failover)
-        );
-        assert_eq!(
-            status(403, "PERMISSION_DENIED", "CONSUMER_SUSPENDED"),
-            (Reason::AccountDisabled, Failover)
+            status(400, VendorClass::ContentPolicy),
+            (Reason::ContentPolicy, Stop)
         );
         assert_eq!(
             UpstreamError::Connect.classify(),
@@ -398,5 +457,45 @@ mod tests {
             UpstreamError::FirstTokenTimeout(Duration::from_secs(1)).classify(),
             (Reason::FirstToken, Failover)
         );
+        assert_eq!(
+            UpstreamError::InBand {
+                status: None,
+                vendor: VendorError::default()
+            }
+            .classify(),
+            (Reason::InBand, Failover)
+        );
+    }
+
+    #[test]
+    fn only_take_outs_raise_alerts_and_only_they_last() {
+        for r in [
+            Reason::Connect,
+            Reason::ServerError,
+            Reason::RateLimited,
+            Reason::Overloaded,
+            Reason::QuotaExhausted,
+            Reason::ModelUnavailable,
+            Reason::ModelBlocked,
+            Reason::Credentials,
+            Reason::AccountDisabled,
+            Reason::ContextLength,
+            Reason::InvalidRequest,
+            Reason::ContentPolicy,
+        ] {
+            let rule = r.rule();
+            let takes_out = rule.decision == Decision::TakeProviderOut;
+            assert_eq!(takes_out, rule.audit == Audit::Alert, "{r:?}");
+            assert_eq!(takes_out, !rule.take_out.is_zero(), "{r:?}");
+        }
+        assert!(QUOTA_EXHAUSTED_TAKE_OUT > ACCOUNT_DISABLED_TAKE_OUT);
+    }
+
+    #[test]
+    fn first_token_timeouts_are_timeouts_for_the_app() {
+        assert_eq!(Reason::FirstToken.api_kind(), ErrorKind::Timeout);
+        assert_eq!(Reason::Timeout.api_kind(), ErrorKind::Timeout);
+        assert_eq!(Reason::Overloaded.api_kind(), ErrorKind::Overloaded);
+        assert_eq!(Reason::Credentials.api_kind(), ErrorKind::Upstream);
     }
 }

@@ -514,3 +514,193 @@ async fn same_target_retries_never_starve_the_last_fallback() {
     assert_eq!(resp.status(), 200);
     assert_eq!(target(&resp), "local");
 }
+
+/// The body of a golden vendor-error fixture (`tests/golden/errors`).
+fn vendor_body(vendor: &str, case: &str) -> Value {
+    let path = format!(
+        "{}/tests/golden/errors/{vendor}/{case}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let case: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    case["body"].clone()
+}
+
+/// Adds a second target on `provider` (`NAME` serving `model`) and a route
+/// `ROUTE` over `targets`.
+fn with_sibling(
+    c: &mut switchyard::config::Config,
+    of: &str,
+    name: &str,
+    model: &str,
+    route: &str,
+    targets: &[&str],
+) {
+    let mut t = c.targets[of].clone();
+    t.model = model.into();
+    c.targets.insert(name.into(), t);
+    let mut r = c.routes[of].clone();
+    r.targets = targets.iter().map(|t| t.to_string()).collect();
+    c.routes.insert(route.into(), r);
+}
+
+#[tokio::test]
+async fn a_gemini_account_suspension_takes_every_gemini_target_out_after_one_request() {
+    let env = start(|c| {
+        with_sibling(
+            c,
+            "gemini",
+            "gemini-flash",
+            "gemini-2.5-flash",
+            "gem",
+            &["gemini", "gemini-flash", "gpt"],
+        )
+    })
+    .await;
+    env.sim.set_knobs(
+        Vendor::Gemini,
+        "*",
+        Knobs {
+            error_status: Some(403),
+            error_body: Some(vendor_body("gemini", "account_disabled")),
+            ..Knobs::default()
+        },
+    );
+    for i in 0..3 {
+        let resp = env.openai(user("gem", "hello")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(target(&resp), "gpt");
+        let attempts = if i == 0 { "2" } else { "1" };
+        assert_eq!(resp.headers()["x-switchyard-attempts"], attempts);
+    }
+    assert_eq!(
+        env.sim.total(Vendor::Gemini),
+        1,
+        "one upstream request, then the whole provider is out"
+    );
+    assert_eq!(env.state("gemini").await, "ejected");
+    assert_eq!(env.state("gemini-flash").await, "ejected");
+    let alerts = env.events("alert").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let why = alerts[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("`gemini`") && why.contains("account_disabled"),
+        "{why}"
+    );
+    assert!(env.events("eject").await.is_empty(), "no outlier ejection");
+}
+
+#[tokio::test]
+async fn concurrent_account_deactivations_raise_one_alert() {
+    let env = start(|c| {
+        with_sibling(
+            c,
+            "gpt",
+            "gpt-mini",
+            "gpt-5-mini",
+            "oa",
+            &["gpt", "gpt-mini", "claude"],
+        )
+    })
+    .await;
+    env.sim.set_knobs(
+        Vendor::Openai,
+        "*",
+        Knobs {
+            // Every request is in flight before the first answer returns.
+            latency_ms: 300,
+            error_status: Some(401),
+            error_body: Some(vendor_body("openai", "account_disabled")),
+            ..Knobs::default()
+        },
+    );
+    let answers = futures::future::join_all((0..8).map(|_| env.openai(user("oa", "hi")))).await;
+    for resp in answers {
+        assert_eq!(resp.status(), 200);
+        assert_eq!(target(&resp), "claude");
+    }
+    assert!(
+        env.sim.total(Vendor::Openai) >= 2,
+        "the failures were concurrent"
+    );
+    let alerts = env.events("alert").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(env.state("gpt").await, "ejected");
+    assert_eq!(env.state("gpt-mini").await, "ejected");
+}
+
+#[tokio::test]
+async fn exhausted_quota_takes_the_provider_out_without_a_retry() {
+    let env = start(|_| {}).await;
+    env.sim.set_knobs(
+        GPT.0,
+        GPT.1,
+        Knobs {
+            error_status: Some(429),
+            error_body: Some(vendor_body("openai", "quota_exhausted")),
+            retry_after_secs: Some(0),
+            ..Knobs::default()
+        },
+    );
+    let resp = env.openai(user("gpt", "hi")).await;
+    assert_eq!(resp.status(), 502, "a one-target route has nowhere to go");
+    assert_eq!(
+        env.sim.count(GPT.0, GPT.1),
+        1,
+        "quota is not retried on the same target, even with a short Retry-After"
+    );
+    assert_eq!(env.state("gpt").await, "ejected");
+    let alerts = env.events("alert").await;
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("quota_exhausted"));
+}
+
+#[tokio::test]
+async fn a_mid_stream_cut_that_ejects_a_target_is_audited_and_counted() {
+    let env = start(|c| {
+        c.health.consecutive_failures = 1;
+        with_sibling(
+            c,
+            "claude",
+            "claude-cut",
+            "claude-cut-model",
+            "cut",
+            &["claude-cut"],
+        )
+    })
+    .await;
+    env.sim.set_knobs(
+        Vendor::Anthropic,
+        "claude-cut-model",
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("cut", "x");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(resp.status(), 200, "the stream began before the cut");
+    let (_, broke) = drain(resp).await;
+    assert!(broke);
+    assert!(eventually(|| async { env.state("claude-cut").await == "ejected" }).await);
+    let ejects = env.events("eject").await;
+    assert_eq!(ejects.len(), 1, "{ejects:?}");
+    assert_eq!(ejects[0]["target"], "claude-cut");
+    let text = env
+        .http
+        .get(env.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(|l| l
+            .starts_with(r#"switchyard_ejections_total{target="claude-cut",reason="outlier"} "#)),
+        "{text}"
+    );
+}

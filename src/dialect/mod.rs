@@ -13,7 +13,12 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod taxonomy;
 mod util;
+
+use std::time::Duration;
+
+pub use taxonomy::VendorClass;
 
 use crate::model::{Dialect, StreamEvent};
 
@@ -94,13 +99,47 @@ impl From<DialectError> for ApiError {
     }
 }
 
-/// What a vendor's error body said, parsed from its own shape.
+/// What a vendor's error body said, parsed from its own shape and
+/// classified by the backend dialect (see [`taxonomy`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VendorError {
+    /// What the error means, decoded from the vendor's structured fields.
+    pub class: VendorClass,
     /// The vendor's error type or status string (`overloaded_error`,
     /// `RESOURCE_EXHAUSTED`, `model_not_found`...).
     pub code: Option<String>,
     pub message: String,
+    /// The context window the vendor states in a context-length error.
+    pub context_limit: Option<u32>,
+    /// When the vendor's body says to retry (Gemini `RetryInfo`).
+    pub retry_in: Option<Duration>,
+}
+
+impl VendorError {
+    /// An error of `class`; a context-length error keeps the limit its
+    /// message states, when it states one.
+    pub fn new(class: VendorClass, code: Option<String>, message: String) -> Self {
+        let context_limit = (class == VendorClass::ContextLength)
+            .then(|| taxonomy::stated_context_limit(&message))
+            .flatten();
+        VendorError {
+            class,
+            code,
+            message,
+            context_limit,
+            retry_in: None,
+        }
+    }
+
+    /// An unreadable error body: classified from the status alone, with a
+    /// message that never echoes the body.
+    pub fn opaque(status: u16) -> Self {
+        VendorError::new(
+            taxonomy::fallback(Some(status), ""),
+            None,
+            util::opaque_error(status),
+        )
+    }
 }
 
 /// A problem inside an upstream stream, reported by a [`StreamDecoder`].

@@ -5,7 +5,8 @@ use serde_json::{json, Map, Value};
 
 use super::util::{self, new_id, opt_bool, opt_f64, opt_str, opt_u32, stop_list};
 use super::{
-    ApiError, DialectError, ErrorKind, StreamDecoder, StreamEncoder, StreamFault, VendorError,
+    taxonomy, ApiError, DialectError, ErrorKind, StreamDecoder, StreamEncoder, StreamFault,
+    VendorClass, VendorError,
 };
 use crate::model::{
     ChatRequest, ChatResponse, Dialect, FinishReason, Image, Message, Part, Role, StreamEvent,
@@ -659,12 +660,13 @@ impl StreamDecoder for OpenAiStreamDecoder {
         let chunk: Value =
             serde_json::from_str(data).map_err(|e| StreamFault::Malformed(e.to_string()))?;
         if let Some(err) = chunk.get("error") {
+            let status = err
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok());
             return Err(StreamFault::InBand {
-                status: err
-                    .get("code")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| u16::try_from(c).ok()),
-                error: vendor_error(err),
+                status,
+                error: vendor_error(status, err),
             });
         }
         let mut events = Vec::new();
@@ -739,28 +741,34 @@ impl StreamDecoder for OpenAiStreamDecoder {
     }
 }
 
-fn vendor_error(err: &Value) -> VendorError {
-    VendorError {
-        code: err
-            .get("code")
-            .and_then(Value::as_str)
-            .or_else(|| err.get("type").and_then(Value::as_str))
-            .map(str::to_owned),
-        message: err
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("upstream error")
-            .to_string(),
-    }
+/// Reads an OpenAI `error` object and classifies it from `code` and `type`
+/// first; `status` is the HTTP status (absent for an in-stream error).
+fn vendor_error(status: Option<u16>, err: &Value) -> VendorError {
+    let code = err.get("code").and_then(Value::as_str);
+    let kind = err.get("type").and_then(Value::as_str);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("upstream error")
+        .to_string();
+    let class = match (code.unwrap_or_default(), kind.unwrap_or_default()) {
+        ("insufficient_quota", _) | (_, "insufficient_quota") => VendorClass::QuotaExhausted,
+        ("account_deactivated", _) => VendorClass::AccountDisabled,
+        ("invalid_api_key", _) => VendorClass::Credentials,
+        ("model_not_found", _) if status == Some(403) => VendorClass::ModelBlocked,
+        ("model_not_found", _) => VendorClass::ModelUnavailable,
+        ("context_length_exceeded", _) => VendorClass::ContextLength,
+        ("content_policy_violation" | "content_filter", _) => VendorClass::ContentPolicy,
+        ("rate_limit_exceeded", _) | (_, "requests" | "tokens") => VendorClass::RateLimited,
+        _ => taxonomy::fallback(status, &message),
+    };
+    VendorError::new(class, code.or(kind).map(str::to_owned), message)
 }
 
 pub fn decode_error(status: u16, body: &[u8]) -> VendorError {
     match util::error_json(body).as_ref().and_then(|v| v.get("error")) {
-        Some(err) if err.is_object() => vendor_error(err),
-        _ => VendorError {
-            code: None,
-            message: util::opaque_error(status),
-        },
+        Some(err) if err.is_object() => vendor_error(Some(status), err),
+        _ => VendorError::opaque(status),
     }
 }
 

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::recorder::{Observation, Recorder, Stage};
 use super::upstream::{self, Answer, EventStream};
-use crate::health::{Admission, Outcome};
+use crate::health::Admission;
 use crate::model::{ChatRequest, Message, Part, Role, StreamEvent};
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
@@ -20,6 +21,8 @@ use crate::telemetry::{Operation, Parent};
 
 /// What a continuation needs, owned, since it runs inside the app's stream.
 pub(super) struct Ctx {
+    /// Where the continuation's outcome is recorded, like any attempt's.
+    pub recorder: Recorder,
     pub snapshot: Arc<Snapshot>,
     pub route: Route,
     pub req: ChatRequest,
@@ -116,13 +119,13 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
         content: vec![Part::Text(delivered.to_string())],
     });
     let health = ctx.snapshot.health.targets.get(&target.name)?;
-    let cfg = &ctx.snapshot.config.health;
     let mut op = Operation::start(
         &ctx.parent,
         ctx.attempt + 1,
         provider.operation_target(&target.name, &target.model),
         &req,
     );
+    let started = Instant::now();
     let result = upstream::attempt(
         provider,
         target,
@@ -133,9 +136,20 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
         &mut op,
     )
     .await;
+    let observe = |result| {
+        ctx.recorder.record(Observation {
+            target,
+            health,
+            result,
+            stage: Stage::Attempt {
+                duration: started.elapsed(),
+            },
+            probe: false,
+        })
+    };
     match result {
         Ok(Answer::Stream { head, rest }) => {
-            let _ = health.record(Outcome::Success, Instant::now(), cfg);
+            observe(Ok(()));
             let first = head
                 .into_iter()
                 .filter(|e| !matches!(e, StreamEvent::Start { .. }))
@@ -144,12 +158,8 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
         }
         Ok(Answer::Complete(_)) => None,
         Err(e) => {
-            op.fail(e.classify().0.as_str(), false, e.status());
-            let outcome = match e.classify().1 {
-                crate::error::Decision::Failover => Outcome::Failure,
-                _ => Outcome::Neutral,
-            };
-            let _ = health.record(outcome, Instant::now(), cfg);
+            op.fail(e.reason().as_str(), false, e.status());
+            observe(Err(e.reason()));
             tracing::debug!(target = %target.name, error = %e, "continuation refused; the app gets the original error");
             None
         }

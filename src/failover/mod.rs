@@ -6,6 +6,7 @@
 //! one clean error. It also feeds every outcome to the target's health.
 
 mod continuation;
+mod recorder;
 mod upstream;
 
 use std::sync::Arc;
@@ -15,19 +16,17 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
 
+pub use recorder::{Observation, Recorder, Stage};
 pub use upstream::{Answer, EventStream};
 
-use crate::error::{Attempt, Decision, GatewayError, Reason, UpstreamError};
-use crate::events::NewEvent;
-use crate::health::{Admission, Outcome, TargetHealth, Transition};
+use crate::dialect::{VendorClass, VendorError};
+use crate::error::{Attempt, Decision, GatewayError, UpstreamError};
+use crate::health::{Admission, TargetHealth};
 use crate::model::ChatRequest;
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
 use crate::state::{Live, Snapshot};
 use crate::telemetry::{self, Operation, RequestSpan};
-
-/// How long a disabled vendor account takes its targets out.
-const ACCOUNT_DISABLED_EJECTION: Duration = Duration::from_secs(300);
 
 /// A request that found a target with a good answer.
 pub struct Served {
@@ -52,7 +51,7 @@ impl Drop for ProbeGuard {
 }
 
 pub async fn serve(
-    live: &Live,
+    live: &Arc<Live>,
     snapshot: &Arc<Snapshot>,
     route: &Route,
     req: &ChatRequest,
@@ -70,7 +69,7 @@ pub async fn serve(
     if let Some(b) = budget {
         b.deposit();
     }
-    let health_cfg = &snapshot.config.health;
+    let recorder = Recorder::new(live.clone(), snapshot.clone());
     let mut attempts: Vec<Attempt> = Vec::with_capacity(2);
     let mut skipped = Vec::new();
     let mut soonest_back = Duration::from_secs(1);
@@ -122,27 +121,24 @@ pub async fn serve(
                     if let Answer::Complete(r) = &answer {
                         op.response(r);
                     }
-                    telemetry::attempt(&target.name, "ok", duration);
-                    health.observe(true, duration);
-                    report(
-                        live,
+                    recorder.record(Observation {
+                        target: &target,
                         health,
-                        &target,
-                        Outcome::Success,
-                        None,
-                        probe.0.is_some(),
-                        health_cfg,
-                    );
+                        result: Ok(()),
+                        stage: Stage::Attempt { duration },
+                        probe: probe.0.is_some(),
+                    });
                     tracing::debug!(route = %route.name, target = %target.name, ?duration, "attempt ok");
                     attempts.push(Attempt {
                         target: target.name.clone(),
                         outcome: Ok(()),
                         duration,
                     });
-                    let mut answer = watch_stream(answer, health.clone(), health_cfg.clone());
+                    let mut answer = watch_stream(answer, recorder.clone(), target.clone());
                     if route.continue_on_cut {
                         if let Answer::Stream { head, rest } = answer {
                             let ctx = continuation::Ctx {
+                                recorder: recorder.clone(),
                                 snapshot: snapshot.clone(),
                                 route: route.clone(),
                                 req: req.clone(),
@@ -165,8 +161,6 @@ pub async fn serve(
                 Err(error) => error,
             };
             let (reason, decision) = error.classify();
-            telemetry::attempt(&target.name, reason.as_str(), duration);
-            health.observe(false, duration);
             if decision != Decision::Stop {
                 telemetry::failover(&route.name, &target.name, reason.as_str());
             }
@@ -175,22 +169,13 @@ pub async fn serve(
                 route = %route.name, target = %target.name, reason = reason.as_str(),
                 error = %error, ?duration, "attempt failed"
             );
-            let outcome = match decision {
-                Decision::Failover => Outcome::Failure,
-                Decision::Stop | Decision::FailoverToLargerWindow => Outcome::Neutral,
-            };
-            report(
-                live,
+            recorder.record(Observation {
+                target: &target,
                 health,
-                &target,
-                outcome,
-                Some(reason),
-                probe.0.is_some(),
-                health_cfg,
-            );
-            if reason == Reason::AccountDisabled {
-                take_out_account(live, snapshot, &target);
-            }
+                result: Err(reason),
+                stage: Stage::Attempt { duration },
+                probe: probe.0.is_some(),
+            });
             attempts.push(Attempt {
                 target: target.name.clone(),
                 outcome: Err(error.clone()),
@@ -202,7 +187,10 @@ pub async fn serve(
                     min_window = target.context_window;
                     continue 'targets;
                 }
-                Decision::Failover => {}
+                // The recorder took the provider out: its other targets
+                // are skipped as ejected.
+                Decision::TakeProviderOut => continue 'targets,
+                Decision::Failover | Decision::RetrySameTarget => {}
             }
             // A retry may only use an attempt no later target needs.
             let later = targets.len() - position - 1;
@@ -241,113 +229,38 @@ pub async fn serve(
 }
 
 /// Whether this failure earns one more try on the same target, after how
-/// long: a 500 at once; a 429 whose `Retry-After` is within the route's
-/// limit after that delay. No response and missed first tokens never do.
+/// long: the table says the class may be retried, and either the vendor
+/// named a reset within the route's `max_retry_wait` (waited for), or it
+/// answered a plain 500 (retried at once). No response, missed first
+/// tokens and everything else never are.
 fn same_target_retry(error: &UpstreamError, route: &Route) -> Option<Duration> {
-    match error {
-        UpstreamError::Status { status: 500, .. } => Some(Duration::ZERO),
-        UpstreamError::Status {
-            status: 429,
-            retry_after: Some(d),
-            ..
-        } if *d <= route.max_retry_wait => Some(*d),
+    if error.reason().rule().decision != Decision::RetrySameTarget {
+        return None;
+    }
+    match (error.reset_after(), error) {
+        (Some(d), _) => (d <= route.max_retry_wait).then_some(d),
+        (None, UpstreamError::Status { status: 500, .. }) => Some(Duration::ZERO),
         _ => None,
     }
 }
 
-/// Feeds an outcome to the target's health and turns transitions into events.
-fn report(
-    live: &Live,
-    health: &TargetHealth,
-    target: &Target,
-    outcome: Outcome,
-    reason: Option<Reason>,
-    probe: bool,
-    cfg: &crate::config::HealthConfig,
-) {
-    let transition = if probe {
-        health.record_probe(outcome, Instant::now(), cfg)
-    } else {
-        health.record(outcome, Instant::now(), cfg)
-    };
-    match transition {
-        Some(Transition::Ejected { backoff, why }) => {
-            telemetry::ejection(&target.name, "outlier");
-            let reason = match reason {
-                Some(Reason::ModelUnavailable) => format!(
-                    "{why}; the vendor says the model is unavailable: consider `switchyard suspend {}`",
-                    target.name
-                ),
-                _ => why,
-            };
-            live.events.emit(NewEvent {
-                kind: "eject",
-                actor: "outlier-detection",
-                target: Some(&target.name),
-                reason: &reason,
-                before: "degraded",
-                after: &format!("ejected for {}", humantime::format_duration(backoff)),
-            });
-        }
-        Some(Transition::Recovered) => {
-            live.events.emit(NewEvent {
-                kind: "recover",
-                actor: "outlier-detection",
-                target: Some(&target.name),
-                reason: "a probe request succeeded",
-                before: "ejected",
-                after: "healthy",
-            });
-        }
-        None => {}
-    }
-}
-
-/// A disabled vendor account is not one model's problem: every target that
-/// uses the same provider (and so the same credential) goes out at once.
-fn take_out_account(live: &Live, snapshot: &Snapshot, failed: &Target) {
-    for t in snapshot
-        .table
-        .targets
-        .values()
-        .filter(|t| t.provider == failed.provider)
-    {
-        if let Some(h) = snapshot.health.targets.get(&t.name) {
-            telemetry::ejection(&t.name, "account_disabled");
-            h.force_eject(
-                Instant::now(),
-                ACCOUNT_DISABLED_EJECTION,
-                "the vendor account is disabled",
-            );
-        }
-    }
-    live.events.emit(NewEvent {
-        kind: "alert",
-        actor: "failover",
-        target: Some(&failed.name),
-        reason: &format!(
-            "provider `{}` says the account is disabled; all its targets are out for {}",
-            failed.provider,
-            humantime::format_duration(ACCOUNT_DISABLED_EJECTION)
-        ),
-        before: "healthy",
-        after: "ejected",
-    });
-}
-
 /// Records a stream that breaks after it began as a failure of its target.
-fn watch_stream(
-    answer: Answer,
-    health: Arc<TargetHealth>,
-    cfg: crate::config::HealthConfig,
-) -> Answer {
+fn watch_stream(answer: Answer, recorder: Recorder, target: Arc<Target>) -> Answer {
     match answer {
         Answer::Complete(r) => Answer::Complete(r),
         Answer::Stream { head, rest } => Answer::Stream {
             head,
             rest: Box::pin(rest.inspect(move |item| {
-                if item.is_err() {
-                    let _ = health.record(Outcome::Failure, Instant::now(), &cfg);
+                if let Err(e) = item {
+                    if let Some(health) = recorder.health(&target.name) {
+                        recorder.record(Observation {
+                            target: &target,
+                            health: &health,
+                            result: Err(e.reason()),
+                            stage: Stage::MidStream,
+                            probe: false,
+                        });
+                    }
                 }
             })),
         },
@@ -363,10 +276,7 @@ fn rejected(error: UpstreamError) -> GatewayError {
         },
         other => GatewayError::Rejected {
             status: 502,
-            vendor: crate::dialect::VendorError {
-                code: None,
-                message: other.to_string(),
-            },
+            vendor: VendorError::new(VendorClass::ServerError, None, other.to_string()),
         },
     }
 }

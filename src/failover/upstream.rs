@@ -177,12 +177,8 @@ async fn status_error(
     deadline: Instant,
 ) -> UpstreamError {
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after =
+        dialect::taxonomy::reset_from_headers(resp.headers(), std::time::SystemTime::now());
     let body: ByteStream = Box::pin(
         resp.bytes_stream()
             .map(|c| c.map_err(|e| transport_error(&e))),

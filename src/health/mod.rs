@@ -101,6 +101,9 @@ pub struct TargetHealth {
     ejections: AtomicU32,
     /// Milliseconds since `epoch` when the ejection ends; 0 = not ejected.
     ejected_until: AtomicU64,
+    /// Like `ejected_until`, for provider take-outs only, so a take-out is
+    /// announced once however many requests saw its cause.
+    taken_out_until: AtomicU64,
     probing: AtomicBool,
     /// Error-rate window: start (ms since epoch), requests, failures.
     window_start: AtomicU64,
@@ -131,6 +134,7 @@ impl TargetHealth {
             consecutive: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            taken_out_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             window_start: AtomicU64::new(0),
             window_requests: AtomicU32::new(0),
@@ -283,14 +287,23 @@ impl TargetHealth {
         self.probing.store(false, Ordering::Release);
     }
 
-    /// Ejects at once for `backoff` (a disabled vendor account).
-    pub fn force_eject(&self, now: Instant, backoff: Duration, why: &str) {
-        self.ejected_until
-            .store(self.ms(now) + backoff.as_millis() as u64, Ordering::Release);
+    /// Takes the target out at once for `backoff` (its provider's account
+    /// is disabled or out of quota). Returns whether this call started the
+    /// take-out, `false` when one was already in force: concurrent failures
+    /// race on one atomic, so exactly one of them wins.
+    pub fn take_out(&self, now: Instant, backoff: Duration, why: &str) -> bool {
+        let at = self.ms(now);
+        let until = at + backoff.as_millis() as u64;
+        let before = self.taken_out_until.fetch_max(until, Ordering::AcqRel);
+        self.ejected_until.fetch_max(until, Ordering::AcqRel);
+        if before > at {
+            return false;
+        }
         self.note(format!(
             "ejected for {}: {why}",
             humantime::format_duration(backoff)
         ));
+        true
     }
 
     pub fn suspend(&self, s: Suspension) {

@@ -105,7 +105,7 @@ async fn gemini(
 }
 
 async fn handle(
-    live: &Live,
+    live: &Arc<Live>,
     dialect: Dialect,
     req: Request<Body>,
     decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
@@ -161,7 +161,7 @@ impl From<GatewayError> for Failed {
 }
 
 async fn serve(
-    live: &Live,
+    live: &Arc<Live>,
     dialect: Dialect,
     req: Request<Body>,
     decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,

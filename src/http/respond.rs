@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 
-use crate::dialect::{self, ApiError, ErrorKind};
+use crate::dialect::{self, ApiError};
 use crate::error::{Attempt, GatewayError, UpstreamError};
 use crate::failover::{Answer, Served};
 use crate::model::{Dialect, StreamEvent};
@@ -216,14 +216,9 @@ impl Drop for Tally {
 }
 
 fn mid_stream_error(e: &UpstreamError) -> ApiError {
-    let kind = match e.classify().0 {
-        crate::error::Reason::Overloaded => ErrorKind::Overloaded,
-        crate::error::Reason::RateLimited => ErrorKind::RateLimited,
-        crate::error::Reason::Timeout => ErrorKind::Timeout,
-        _ => ErrorKind::Upstream,
-    };
+    let reason = e.reason();
     ApiError::new(
-        kind,
-        format!("the backend stream broke: {}", e.classify().0.as_str()),
+        reason.api_kind(),
+        format!("the backend stream broke: {}", reason.as_str()),
     )
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::VendorError;
+use crate::dialect::{taxonomy, VendorError};
 use crate::error::UpstreamError;
 use crate::model::Dialect;
 
@@ -180,8 +180,9 @@ fn vendor_error(dialect: Dialect, status: u16) -> VendorError {
         (Dialect::Gemini, 503) => "UNAVAILABLE",
         (Dialect::Gemini, _) => "INTERNAL",
     };
-    VendorError {
-        code: Some(code.to_string()),
-        message: format!("injected fault: HTTP {status}"),
-    }
+    VendorError::new(
+        taxonomy::fallback(Some(status), ""),
+        Some(code.to_string()),
+        format!("injected fault: HTTP {status}"),
+    )
 }

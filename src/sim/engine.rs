@@ -152,7 +152,11 @@ pub(crate) async fn run(
     }
     if adm.fail && !(knobs.in_band_error && parsed.stream) {
         let status = knob_status(&knobs, StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = json(status, &dialect.error_body(status, None));
+        let body = match &knobs.error_body {
+            Some(body) => body.clone(),
+            None => dialect.error_body(status, None),
+        };
+        let mut resp = json(status, &body);
         if let Some(secs) = knobs.retry_after_secs {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -102,6 +102,10 @@ pub struct Knobs {
     /// set), spread evenly by a per-entry counter so runs are reproducible:
     /// the first request fails, then every `1/rate`-th.
     pub error_rate: Option<f64>,
+    /// The exact error body to answer with `error_status` (a vendor's real
+    /// answer, e.g. Gemini's account suspension or OpenAI's
+    /// `insufficient_quota`), instead of the simulator's generic shape.
+    pub error_body: Option<serde_json::Value>,
     /// Adds `Retry-After` to knob-driven error answers.
     pub retry_after_secs: Option<u64>,
     /// Answer the vendor's "model not found / disabled" 404.

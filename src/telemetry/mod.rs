@@ -202,7 +202,8 @@ pub fn failover(route: &str, target: &str, reason: &'static str) {
         .increment(1);
 }
 
-/// `why` is `outlier` (outlier detection) or `account_disabled`.
+/// `why` is `outlier` (outlier detection) or the failure class of a provider
+/// take-out (`account_disabled`, `quota_exhausted`).
 pub fn ejection(target: &str, why: &'static str) {
     counter!(EJECTIONS, "target" => target.to_string(), "reason" => why).increment(1);
 }

@@ -15,7 +15,7 @@
 use serde_json::{json, Map, Value};
 
 use super::util::{self, new_id, opt_bool, opt_f64, opt_str, opt_u32, stop_list};
-use super::{ApiError, DialectError, ErrorKind, VendorError};
+use super::{taxonomy, ApiError, DialectError, ErrorKind, VendorClass, VendorError};
 use crate::model::{
     ChatRequest, ChatResponse, Dialect, FinishReason, Image, Message, Part, Role, ToolCall,
     ToolChoice, ToolDef, ToolResult, Usage,
@@ -590,18 +590,39 @@ pub fn decode_error(status: u16, body: &[u8]) -> VendorError {
         .and_then(|v| v.get("error"))
         .filter(|e| e.is_object())
     {
-        Some(err) => VendorError {
-            code: err.get("type").and_then(Value::as_str).map(str::to_owned),
-            message: err
-                .get("message")
+        Some(err) => vendor_error(
+            Some(status),
+            err.get("type").and_then(Value::as_str).unwrap_or_default(),
+            err.get("message")
                 .and_then(Value::as_str)
                 .map_or_else(|| util::opaque_error(status), str::to_owned),
-        },
-        None => VendorError {
-            code: None,
-            message: util::opaque_error(status),
-        },
+        ),
+        None => VendorError::opaque(status),
     }
+}
+
+/// Classifies an Anthropic error from its `error.type`; only
+/// `invalid_request_error` (which Anthropic uses for a disabled
+/// organization, low credit and long prompts alike) needs the message.
+pub(crate) fn vendor_error(status: Option<u16>, kind: &str, message: String) -> VendorError {
+    let class = match kind {
+        "overloaded_error" => VendorClass::Overloaded,
+        "rate_limit_error" => VendorClass::RateLimited,
+        "authentication_error" => VendorClass::Credentials,
+        "permission_error" => VendorClass::ModelBlocked,
+        "not_found_error" => VendorClass::ModelUnavailable,
+        "billing_error" => VendorClass::QuotaExhausted,
+        "api_error" | "timeout_error" => VendorClass::ServerError,
+        "request_too_large" => VendorClass::InvalidRequest,
+        "invalid_request_error" => match taxonomy::fallback(status.or(Some(400)), &message) {
+            c @ (VendorClass::AccountDisabled
+            | VendorClass::QuotaExhausted
+            | VendorClass::ContextLength) => c,
+            _ => VendorClass::InvalidRequest,
+        },
+        _ => taxonomy::fallback(status, &message),
+    };
+    VendorError::new(class, (!kind.is_empty()).then(|| kind.to_string()), message)
 }
 
 #[cfg(test)]

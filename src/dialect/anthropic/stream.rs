@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::{decode_stop_reason, decode_usage, error_body, stop_reason_str};
 use crate::dialect::util::new_id;
-use crate::dialect::{write_sse, ApiError, StreamDecoder, StreamEncoder, StreamFault, VendorError};
+use crate::dialect::{write_sse, ApiError, StreamDecoder, StreamEncoder, StreamFault};
 use crate::model::{FinishReason, StreamEvent, Usage};
 
 /// Streams the event sequence the Anthropic SDKs expect: `message_start`,
@@ -268,12 +268,10 @@ impl StreamDecoder for AnthropicStreamDecoder {
             "error" => {
                 let err = v.get("error");
                 let kind = text_of(err, "type");
+                let status = error_type_status(kind);
                 return Err(StreamFault::InBand {
-                    status: error_type_status(kind),
-                    error: VendorError {
-                        code: (!kind.is_empty()).then(|| kind.to_string()),
-                        message: text_of(err, "message").to_string(),
-                    },
+                    status,
+                    error: super::vendor_error(status, kind, text_of(err, "message").to_string()),
                 });
             }
             _ => {} // ping, content_block_stop, message_stop, future events

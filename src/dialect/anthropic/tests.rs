@@ -412,11 +412,12 @@ fn error_shapes() {
         br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
     );
     assert_eq!(
-        e,
-        VendorError {
-            code: Some("overloaded_error".into()),
-            message: "Overloaded".into()
-        }
+        (e.class, e.code.as_deref(), e.message.as_str()),
+        (
+            VendorClass::Overloaded,
+            Some("overloaded_error"),
+            "Overloaded"
+        )
     );
     let e = decode_error(502, b"<html>internal-host-7</html>");
     assert_eq!(e.code, None);

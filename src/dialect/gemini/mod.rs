@@ -22,7 +22,7 @@
 use serde_json::{json, Map, Value};
 
 use super::util::{self, new_id};
-use super::{ApiError, DialectError, ErrorKind, VendorError};
+use super::{taxonomy, ApiError, DialectError, ErrorKind, VendorClass, VendorError};
 use crate::model::{
     ChatRequest, ChatResponse, Dialect, FinishReason, Image, Message, Part, Role, ToolCall,
     ToolChoice, Usage,
@@ -426,18 +426,76 @@ fn decode_usage(u: Option<&Value>) -> Usage {
 
 /// `{"error":{"code","message","status"}}` as a vendor error, from an
 /// object or (as streaming endpoints answer) an array holding one.
+/// Reads a Gemini error (a bare object or the one-element array the
+/// streaming endpoint answers) and classifies it from `error.status` and
+/// the `google.rpc.ErrorInfo` reason, with `QuotaFailure` telling a daily
+/// quota from a per-minute rate limit and `RetryInfo` giving the reset.
 fn vendor_error(v: &Value) -> Option<VendorError> {
     let err = v
         .as_array()
         .and_then(|a| a.first())
         .unwrap_or(v)
         .get("error")?;
-    err.is_object().then(|| VendorError {
-        code: get_str(err, "status").map(str::to_owned),
-        message: get_str(err, "message")
-            .unwrap_or("error without a message")
-            .to_string(),
-    })
+    if !err.is_object() {
+        return None;
+    }
+    let status = err
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok());
+    let name = get_str(err, "status").unwrap_or_default();
+    let message = get_str(err, "message")
+        .unwrap_or("error without a message")
+        .to_string();
+    let details: &[Value] = err
+        .get("details")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let reason = of_type(details, "google.rpc.ErrorInfo")
+        .find_map(|d| get_str(d, "reason"))
+        .unwrap_or_default();
+    // A quota that runs per day (or is zero) does not come back within a
+    // request's life; a per-minute one is an ordinary rate limit.
+    let daily_quota = of_type(details, "google.rpc.QuotaFailure")
+        .filter_map(|d| d.get("violations").and_then(Value::as_array))
+        .flatten()
+        .any(|v| get_str(v, "quotaId").is_some_and(|q| q.contains("PerDay")))
+        || message.contains("limit: 0,");
+    let class = match (reason, name) {
+        ("CONSUMER_SUSPENDED", _) => VendorClass::AccountDisabled,
+        ("API_KEY_INVALID" | "API_KEY_EXPIRED" | "SERVICE_DISABLED", _) => VendorClass::Credentials,
+        ("RATE_LIMIT_EXCEEDED", _) => VendorClass::RateLimited,
+        (_, "RESOURCE_EXHAUSTED") if daily_quota => VendorClass::QuotaExhausted,
+        (_, "RESOURCE_EXHAUSTED") => VendorClass::RateLimited,
+        (_, "PERMISSION_DENIED" | "UNAUTHENTICATED") => {
+            match taxonomy::fallback(status, &message) {
+                VendorClass::AccountDisabled => VendorClass::AccountDisabled,
+                _ => VendorClass::Credentials,
+            }
+        }
+        (_, "NOT_FOUND") => VendorClass::ModelUnavailable,
+        (_, "UNAVAILABLE") => VendorClass::Overloaded,
+        (_, "INTERNAL" | "DEADLINE_EXCEEDED" | "UNKNOWN") => VendorClass::ServerError,
+        (_, "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
+            match taxonomy::fallback(Some(400), &message) {
+                c @ (VendorClass::ContextLength | VendorClass::QuotaExhausted) => c,
+                _ => VendorClass::InvalidRequest,
+            }
+        }
+        _ => taxonomy::fallback(status, &message),
+    };
+    let mut out = VendorError::new(class, (!name.is_empty()).then(|| name.to_string()), message);
+    out.retry_in = of_type(details, "google.rpc.RetryInfo")
+        .find_map(|d| get_str(d, "retryDelay"))
+        .and_then(taxonomy::parse_reset);
+    Some(out)
+}
+
+/// The `details` entries of one `google.rpc` type.
+fn of_type<'a>(details: &'a [Value], suffix: &'a str) -> impl Iterator<Item = &'a Value> {
+    details
+        .iter()
+        .filter(move |d| get_str(d, "@type").is_some_and(|t| t.ends_with(suffix)))
 }
 
 /// Reads a Gemini error body; anything else gives a generic message that
@@ -446,10 +504,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> VendorError {
     util::error_json(body)
         .as_ref()
         .and_then(vendor_error)
-        .unwrap_or_else(|| VendorError {
-            code: None,
-            message: util::opaque_error(status),
-        })
+        .unwrap_or_else(|| VendorError::opaque(status))
 }
 
 #[cfg(test)]

@@ -459,12 +459,14 @@ fn error_shapes() {
     }
     let body =
         br#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}]"#;
+    let e = decode_error(429, body);
     assert_eq!(
-        decode_error(429, body),
-        VendorError {
-            code: Some("RESOURCE_EXHAUSTED".into()),
-            message: "Quota exceeded".into()
-        }
+        (e.class, e.code.as_deref(), e.message.as_str()),
+        (
+            VendorClass::RateLimited,
+            Some("RESOURCE_EXHAUSTED"),
+            "Quota exceeded"
+        )
     );
     let e = decode_error(502, b"<html>internal-host-7</html>");
     assert_eq!(e.code, None);
