@@ -94,6 +94,10 @@ enum Command {
     },
     /// Ask a running gateway to re-read its routes file.
     Reload {
+        /// Apply the new table even if it drops routes that took traffic in
+        /// the last minute (refused otherwise).
+        #[arg(long)]
+        allow_removals: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -227,9 +231,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reload { admin } => {
-            let v = admin_call(&admin, reqwest::Method::POST, "/admin/reload", None).await?;
-            println!("reloaded: the table is now version {}", v["version"]);
+        Command::Reload {
+            allow_removals,
+            admin,
+        } => {
+            let path = if allow_removals {
+                "/admin/reload?allow_removals=true"
+            } else {
+                "/admin/reload"
+            };
+            let v = admin_call(&admin, reqwest::Method::POST, path, None).await?;
+            if v["changed"] == false {
+                println!(
+                    "unchanged: the routes file is the one in force (version {})",
+                    v["version"]
+                );
+            } else {
+                println!("reloaded: the table is now version {}", v["version"]);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Suspend {

@@ -31,6 +31,10 @@ pub enum LoadError {
     KeyFile(#[from] crate::keys::KeyFileError),
     #[error(transparent)]
     State(#[from] health::PersistError),
+    #[error("{}", .0.join("; "))]
+    StartOnly(Vec<String>),
+    #[error("{}", .0.join("; "))]
+    RemovesBusyRoutes(Vec<String>),
 }
 
 /// Why an ops action on a target failed.
@@ -86,9 +90,39 @@ impl LoadError {
     pub fn problems(&self) -> Vec<String> {
         match self {
             LoadError::Config(c) => c.problems(),
+            LoadError::StartOnly(p) | LoadError::RemovesBusyRoutes(p) => p.clone(),
             other => vec![other.to_string()],
         }
     }
+}
+
+/// A route that took a client request this recently carries traffic: a
+/// reload that would drop it is refused unless forced.
+pub const BUSY_ROUTE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The only `[gateway]` keys a reload applies; every other one (listeners,
+/// connection limits, the state and events files, and any key added later
+/// unless listed here) is read once at start, so a reload that changes it
+/// is refused rather than silently ignored.
+const RELOADABLE_GATEWAY_KEYS: &[&str] = &["max_body_bytes"];
+
+/// What started a reload, and what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The routes file changed on disk: unchanged bytes are a silent no-op.
+    FileChange,
+    /// SIGHUP or the admin API; `allow_removals` lets the new table drop
+    /// routes that carry traffic.
+    Explicit { allow_removals: bool },
+}
+
+/// The outcome of a reload that was not rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    pub version: u64,
+    /// `false` when the routes file (and keys file) were byte for byte the
+    /// ones already applied: nothing was rebuilt.
+    pub changed: bool,
 }
 
 /// How app keys are checked in this snapshot.
@@ -178,8 +212,10 @@ pub struct Live {
     /// SHA-256 of the admin token: the data plane refuses it as an app key.
     pub admin_token_digest: std::sync::OnceLock<[u8; 32]>,
     /// Serialises reloads (file watch, SIGHUP, admin API) so an older table
-    /// is never stored over a newer one. Never taken on the request path.
-    reload_lock: std::sync::Mutex<()>,
+    /// is never stored over a newer one, and holds the SHA-256 of the
+    /// inputs (routes file, keys file) last applied and last tried. Never
+    /// taken on the request path.
+    reload_lock: std::sync::Mutex<Digests>,
     /// Where `reload` reads from; `None` for the embedded demo table.
     path: Option<PathBuf>,
     env: EnvLookup,
@@ -211,6 +247,10 @@ impl Live {
                 .or_insert_with(|| Arc::new(health::TargetHealth::new(&name, epoch)));
             h.suspend(s);
         }
+        let applied = path
+            .as_deref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|bytes| inputs_digest(&bytes, &snapshot.config));
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let state_writer = current
             .load()
@@ -229,7 +269,10 @@ impl Live {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             admin_token_digest: std::sync::OnceLock::new(),
-            reload_lock: std::sync::Mutex::new(()),
+            reload_lock: std::sync::Mutex::new(Digests {
+                applied,
+                tried: applied,
+            }),
             env,
             next_version: AtomicU64::new(current.load().version + 1),
             current,
@@ -259,18 +302,67 @@ impl Live {
     }
 
     /// Re-reads the routes file; on any error nothing changes, and the
-    /// error is kept for the admin API and counted.
-    pub fn reload(&self, actor: &str) -> Result<u64, LoadError> {
+    /// error is kept for the admin API and counted. Inputs identical to the
+    /// applied ones change nothing (no new version, no event), so nothing
+    /// that merely reads the file can start a loop. Refused as well: a
+    /// change to a start-only setting, and (unless allowed) a table that
+    /// drops a route that took traffic in the last [`BUSY_ROUTE_WINDOW`].
+    pub fn reload(&self, actor: &str, trigger: Trigger) -> Result<Reloaded, LoadError> {
         let Some(path) = &self.path else {
-            return Ok(self.load().version);
+            return Ok(Reloaded {
+                version: self.load().version,
+                changed: false,
+            });
         };
-        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.load().version.to_string();
-        let result = config::load_file(path)
-            .map_err(LoadError::from)
-            .and_then(|config| self.apply(config));
-        match &result {
+        let mut digests = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.load();
+        let unchanged = |version| Reloaded {
+            version,
+            changed: false,
+        };
+        let read = std::fs::read(path).map_err(|e| {
+            LoadError::Config(ConfigError::Read {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })
+        });
+        let parsed = read.and_then(|bytes| {
+            let text = String::from_utf8(bytes.clone()).map_err(|e| {
+                LoadError::Config(ConfigError::Read {
+                    file: path.display().to_string(),
+                    message: e.to_string(),
+                })
+            })?;
+            let config =
+                config::load_str(&path.display().to_string(), &text, config::env_overrides())?;
+            let digest = inputs_digest(&bytes, &config);
+            Ok((config, digest))
+        });
+        let (config, digest) = match parsed {
+            Ok(p) => p,
+            Err(e) => return Err(self.rejected(actor, &current, e)),
+        };
+        if digests.applied == Some(digest) {
+            self.last_reload_error.store(None);
+            digests.tried = Some(digest);
+            return Ok(unchanged(current.version));
+        }
+        if trigger == Trigger::FileChange && digests.tried == Some(digest) {
+            return Ok(unchanged(current.version));
+        }
+        digests.tried = Some(digest);
+        let allow_removals = matches!(
+            trigger,
+            Trigger::Explicit {
+                allow_removals: true
+            }
+        );
+        let result = start_only_changes(&current.config, &config, path)
+            .and_then(|()| busy_removals(&current, &config, allow_removals))
+            .and_then(|()| self.apply(config));
+        match result {
             Ok(v) => {
+                digests.applied = Some(digest);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 crate::telemetry::reload("ok");
                 self.last_reload_error.store(None);
@@ -279,26 +371,34 @@ impl Live {
                     actor,
                     target: None,
                     reason: "routes file re-read",
-                    before: &before,
+                    before: &current.version.to_string(),
                     after: &v.to_string(),
                 });
+                Ok(Reloaded {
+                    version: v,
+                    changed: true,
+                })
             }
-            Err(e) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::reload("rejected");
-                let problems = e.problems();
-                self.events.emit(NewEvent {
-                    kind: "reload_rejected",
-                    actor,
-                    target: None,
-                    reason: &problems.join("; "),
-                    before: &before,
-                    after: &before,
-                });
-                self.last_reload_error.store(Some(Arc::new(problems)));
-            }
+            Err(e) => Err(self.rejected(actor, &current, e)),
         }
-        result
+    }
+
+    /// Records a rejected reload (counter, event, `last_reload_error`).
+    fn rejected(&self, actor: &str, current: &Snapshot, e: LoadError) -> LoadError {
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::reload("rejected");
+        let problems = e.problems();
+        let before = current.version.to_string();
+        self.events.emit(NewEvent {
+            kind: "reload_rejected",
+            actor,
+            target: None,
+            reason: &problems.join("; "),
+            before: &before,
+            after: &before,
+        });
+        self.last_reload_error.store(Some(Arc::new(problems)));
+        e
     }
 
     /// Builds a snapshot from a validated config, then swaps atomically.
@@ -504,6 +604,104 @@ impl Live {
                 Some(e)
             }
         }
+    }
+}
+
+/// SHA-256 of the inputs of a table: the routes file's bytes and, with
+/// app keys on, the keys file's (`switchyard keys revoke` changes only it).
+#[derive(Debug, Default)]
+struct Digests {
+    applied: Option<[u8; 32]>,
+    tried: Option<[u8; 32]>,
+}
+
+fn inputs_digest(routes: &[u8], config: &Config) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update((routes.len() as u64).to_le_bytes());
+    h.update(routes);
+    if config.auth.mode == AuthMode::Keys {
+        h.update(std::fs::read(&config.auth.keys_file).unwrap_or_default());
+    }
+    h.finalize().into()
+}
+
+/// Refuses a reload that changes a setting only read at start: the
+/// `[gateway]` keys not in [`RELOADABLE_GATEWAY_KEYS`], and `[telemetry]`.
+fn start_only_changes(old: &Config, new: &Config, path: &std::path::Path) -> Result<(), LoadError> {
+    let mut changed = Vec::new();
+    let sections = [
+        ("gateway", json_map(&old.gateway), json_map(&new.gateway)),
+        (
+            "telemetry",
+            json_map(&old.telemetry),
+            json_map(&new.telemetry),
+        ),
+    ];
+    for (section, before, after) in &sections {
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            if *section == "gateway" && RELOADABLE_GATEWAY_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let (b, a) = (before.get(key), after.get(key));
+            if b != a {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or("unset".to_string(), |v| v.to_string())
+                };
+                changed.push(format!(
+                    "{}: [{section}] {key} is read only at start: it changed from {} to {}; restart the gateway to apply it, or put the old value back to reload the rest",
+                    path.display(),
+                    show(b),
+                    show(a)
+                ));
+            }
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::StartOnly(changed))
+    }
+}
+
+fn json_map(v: &impl serde::Serialize) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Refuses a table that drops a route which took a client request within
+/// [`BUSY_ROUTE_WINDOW`], unless `allow`: a half-saved or mistaken file
+/// must not turn live traffic into 404s.
+fn busy_removals(current: &Snapshot, new: &Config, allow: bool) -> Result<(), LoadError> {
+    if allow {
+        return Ok(());
+    }
+    let now = tokio::time::Instant::now();
+    let busy: Vec<String> = current
+        .config
+        .routes
+        .keys()
+        .filter(|r| !new.routes.contains_key(*r))
+        .filter_map(|r| {
+            let ago = current.health.budgets.get(r)?.since_last_request(now)?;
+            (ago <= BUSY_ROUTE_WINDOW).then(|| {
+                format!(
+                    "route `{r}` would be removed but took a request {} ago (within the last {}); \
+                     remove it anyway with `switchyard reload --allow-removals` \
+                     (POST /admin/reload?allow_removals=true)",
+                    humantime::format_duration(std::time::Duration::from_secs(ago.as_secs())),
+                    humantime::format_duration(BUSY_ROUTE_WINDOW)
+                )
+            })
+        })
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::RemovesBusyRoutes(busy))
     }
 }
 

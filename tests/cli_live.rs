@@ -104,3 +104,38 @@ async fn clear_messages_for_the_usual_mistakes() {
     assert_eq!(code, 0);
     assert!(out.contains("version 1"), "{out}");
 }
+
+#[tokio::test]
+async fn reload_refuses_to_drop_a_busy_route_until_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, path, table) = common::start_from_file(dir.path()).await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+    assert_eq!(env.openai(user("local", "busy")).await.status(), 200);
+    let tmp = dir.path().join("routes.toml.tmp");
+    std::fs::write(
+        &tmp,
+        table.replace("[routes.local]\ntargets = [\"local\"]\n", ""),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+
+    let (code, _, err) = cli(&["reload"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("route `local`") && err.contains("--allow-removals"),
+        "{err}"
+    );
+    assert!(env.gw.live.load().table.routes.contains_key("local"));
+
+    let (code, out, err) = cli(&["reload", "--allow-removals"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("reloaded: the table is now version 2"),
+        "{out}"
+    );
+    assert!(!env.gw.live.load().table.routes.contains_key("local"));
+
+    let (code, out, _) = cli(&["reload"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("unchanged"), "{out}");
+}

@@ -174,9 +174,25 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn reload(State(admin): State<Admin>, headers: HeaderMap) -> Response {
-    match crate::reload::reload(admin.live.clone(), actor(&headers)).await {
-        Ok(version) => Json(json!({"version": version})).into_response(),
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadQuery {
+    #[serde(default)]
+    allow_removals: bool,
+}
+
+/// Re-reads the routes file. `?allow_removals=true` lets the new table drop
+/// routes that carry traffic; unchanged files answer `"changed": false`.
+async fn reload(
+    State(admin): State<Admin>,
+    Query(q): Query<ReloadQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let trigger = crate::state::Trigger::Explicit {
+        allow_removals: q.allow_removals,
+    };
+    match crate::reload::reload_with(admin.live.clone(), actor(&headers), trigger).await {
+        Ok(r) => Json(json!({"version": r.version, "changed": r.changed})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "reload rejected; the old table keeps serving");
             (

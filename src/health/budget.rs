@@ -1,6 +1,8 @@
 //! The retry budget of one route: extra attempts on the same target are
 //! allowed up to 20% of client requests, plus a small floor per second, so
-//! an outage cannot multiply the load on a struggling vendor.
+//! an outage cannot multiply the load on a struggling vendor. It also notes
+//! when the route last took a request, so a reload can tell a route that
+//! carries traffic from one nobody uses.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -21,6 +23,9 @@ pub struct RetryBudget {
     /// Current second (since epoch) and retries taken from the floor in it,
     /// packed as `second << 32 | used`.
     floor_slot: AtomicU64,
+    /// Milliseconds since `epoch` of the last client request, plus one;
+    /// 0 = none yet.
+    last_request: AtomicU64,
 }
 
 impl RetryBudget {
@@ -30,16 +35,28 @@ impl RetryBudget {
             balance: AtomicI64::new(0),
             floor: floor_per_sec,
             floor_slot: AtomicU64::new(0),
+            last_request: AtomicU64::new(0),
         }
     }
 
     /// Called once per client request.
     pub fn deposit(&self) {
+        let at = Instant::now().saturating_duration_since(self.epoch);
+        self.last_request
+            .store(at.as_millis() as u64 + 1, Ordering::Relaxed);
         let _ = self
             .balance
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
                 Some((b + DEPOSIT).min(CAP))
             });
+    }
+
+    /// How long ago the route took its last client request; `None` if it
+    /// never took one.
+    pub fn since_last_request(&self, now: Instant) -> Option<std::time::Duration> {
+        let at = self.last_request.load(Ordering::Relaxed).checked_sub(1)?;
+        let now = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        Some(std::time::Duration::from_millis(now.saturating_sub(at)))
     }
 
     /// Takes one retry from the budget, if any is left.
