@@ -6,10 +6,12 @@
 //! gets the original cut's error instead.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::decide::{self, Limits, Step, View};
 use super::recorder::{Observation, Recorder, Stage};
 use super::upstream::{self, Answer, EventStream};
 use crate::health::Admission;
@@ -90,6 +92,30 @@ pub(super) fn wrap(head: &[StreamEvent], mut rest: EventStream, ctx: Ctx) -> Eve
     })
 }
 
+/// Health as a continuation sees it: a target whose ejection just ended is
+/// not probed with a continuation (its probe is given back at once), since a
+/// failed probe here would cost the app its stream.
+struct NoProbe<'a>(&'a Snapshot);
+
+impl View for NoProbe<'_> {
+    fn admit(&self, target: &Target) -> Admission {
+        let Some(h) = self.0.health.targets.get(&target.name) else {
+            return Admission::Suspended("not in the live table".into());
+        };
+        match h.admit(Instant::now()) {
+            Admission::Probe => {
+                h.release_probe();
+                Admission::Ejected(Duration::ZERO)
+            }
+            other => other,
+        }
+    }
+
+    fn withdraw_retry(&self) -> bool {
+        false
+    }
+}
+
 fn track(e: &StreamEvent, delivered: &mut String, has_tools: &mut bool) {
     match e {
         StreamEvent::TextDelta(t) => delivered.push_str(t),
@@ -102,15 +128,18 @@ fn track(e: &StreamEvent, delivered: &mut String, has_tools: &mut bool) {
 /// prefill; returns its first content events (without its `Start`) and
 /// the rest of its stream, and the attempt's operation.
 async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventStream, Operation)> {
-    let target = ctx.later.iter().find(|t| {
-        t.prefill
-            && ctx
-                .snapshot
-                .health
-                .targets
-                .get(&t.name)
-                .is_some_and(|h| matches!(h.admit(Instant::now()), Admission::Ok))
-    })?;
+    // The same decision as any attempt: one attempt, over the later targets
+    // that accept a prefill, health asked in order.
+    let plan: Vec<Arc<Target>> = ctx.later.iter().filter(|t| t.prefill).cloned().collect();
+    let limits = Limits {
+        max_attempts: 1,
+        max_retry_wait: Duration::ZERO,
+    };
+    let view = NoProbe(&ctx.snapshot);
+    let Step::Try { index, .. } = decide::next_step(limits, &plan, &[], &view) else {
+        return None;
+    };
+    let target = &plan[index];
     let provider = ctx.snapshot.providers.get(&target.provider)?;
     let mut req = ctx.req.clone();
     req.stream = true;
