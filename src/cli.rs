@@ -621,7 +621,10 @@ fn print_status(v: &serde_json::Value) {
                 t["requests"].as_u64().unwrap_or(0),
                 t["failures"].as_u64().unwrap_or(0),
                 since,
-                t["why"].as_str().unwrap_or("")
+                t["reason"]
+                    .as_str()
+                    .or_else(|| t["why"].as_str())
+                    .unwrap_or("")
             );
         }
     }

@@ -139,3 +139,33 @@ async fn reload_refuses_to_drop_a_busy_route_until_told_to() {
     assert_eq!(code, 0);
     assert!(out.contains("unchanged"), "{out}");
 }
+
+/// A `degraded` target says why, in the admin API and under WHY in
+/// `switchyard status`.
+#[tokio::test]
+async fn a_degraded_target_says_why_in_status() {
+    let env = start(|_| {}).await;
+    let admin = format!("http://{}", env.gw.admin_addr);
+    env.sim.set_knobs(
+        switchyard::sim::Vendor::Openai,
+        "gpt-5",
+        switchyard::sim::Knobs {
+            error_status: Some(500),
+            ..switchyard::sim::Knobs::default()
+        },
+    );
+    assert_eq!(env.openai(user("gpt", "fail")).await.status(), 502);
+    let (code, out, err) = cli(&["status", "--json"], &admin, ADMIN_TOKEN).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let gpt = &v["targets"]["gpt"];
+    assert_eq!(gpt["state"], "degraded", "{gpt}");
+    let reason = gpt["reason"].as_str().unwrap();
+    assert!(reason.contains("consecutive failure"), "{reason}");
+    assert!(reason.contains("error rate 100%"), "{reason}");
+    assert_eq!(v["targets"]["claude"]["reason"], serde_json::Value::Null);
+
+    let (_, out, _) = cli(&["status"], &admin, ADMIN_TOKEN).await;
+    let line = out.lines().find(|l| l.starts_with("gpt ")).unwrap();
+    assert!(line.contains("degraded") && line.contains(reason), "{out}");
+}

@@ -145,6 +145,7 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
             let state = h.map_or("healthy", |h| h.state(now).as_str());
             let (since, why) = h.map(|h| h.last_change()).unwrap_or_default();
             let suspension = h.and_then(|h| h.suspension());
+            let reason = h.and_then(|h| h.degraded_reason(now, &snap.config.health));
             (
                 t.name.clone(),
                 json!({
@@ -153,6 +154,7 @@ async fn routes(State(admin): State<Admin>) -> Json<serde_json::Value> {
                     "state": state,
                     "since": since,
                     "why": why,
+                    "reason": reason,
                     "suspension": suspension,
                     "requests": h.map_or(0, |h| h.requests.load(Ordering::Relaxed)),
                     "failures": h.map_or(0, |h| h.failures.load(Ordering::Relaxed)),

@@ -336,6 +336,54 @@ impl TargetHealth {
         }
     }
 
+    /// Why the target is `degraded`, from what health knows: the failures
+    /// in a row, the failures in the current error-rate window, and the
+    /// last complete minute's errors and p99; or that its ejection ran out
+    /// and no probe has succeeded yet. `None` unless degraded, so ops never
+    /// see a bare "degraded".
+    pub fn degraded_reason(&self, now: Instant, cfg: &HealthConfig) -> Option<String> {
+        if self.state(now) != TargetState::Degraded {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.ejected_until.load(Ordering::Acquire) != 0 {
+            parts.push(format!(
+                "its ejection ended ({}); waiting for a probe to succeed",
+                self.why.load()
+            ));
+        }
+        let consecutive = self.consecutive.load(Ordering::Relaxed);
+        if consecutive > 0 {
+            let s = if consecutive == 1 { "" } else { "s" };
+            parts.push(format!("{consecutive} consecutive failure{s}"));
+        }
+        let at = self.ms(now);
+        let fresh = at.saturating_sub(self.window_start.load(Ordering::Relaxed))
+            < cfg.window.as_millis() as u64;
+        let (requests, failures) = (
+            self.window_requests.load(Ordering::Relaxed),
+            self.window_failures.load(Ordering::Relaxed),
+        );
+        if fresh && requests > 0 && failures > 0 {
+            parts.push(format!(
+                "error rate {}% ({failures} of {requests} attempts) in the current {} window",
+                u64::from(failures) * 100 / u64::from(requests),
+                humantime::format_duration(cfg.window)
+            ));
+        }
+        let minute = self.last_minute();
+        if minute.errors > 0 {
+            let p99 = minute
+                .p99_ms
+                .map_or(String::new(), |p| format!(", p99 latency {p} ms"));
+            parts.push(format!(
+                "last minute: {} errors of {} attempts{p99}",
+                minute.errors, minute.requests
+            ));
+        }
+        Some(parts.join("; "))
+    }
+
     /// The fault in force, if any and not expired.
     pub fn fault(&self) -> Option<Arc<ActiveFault>> {
         self.fault.load_full().filter(|f| !f.expired(unix_now()))

@@ -270,3 +270,30 @@ async fn a_success_that_was_in_flight_does_not_end_an_ejection() {
     assert_eq!(h.state(Instant::now()), TargetState::Ejected);
     assert!(matches!(h.admit(Instant::now()), Admission::Ejected(_)));
 }
+
+/// A degraded target always says why: its failures in a row and its error
+/// rate, or that it waits for a probe after an ejection.
+#[tokio::test(start_paused = true)]
+async fn a_degraded_target_says_why() {
+    let h = TargetHealth::new("gpt", Instant::now());
+    assert_eq!(h.degraded_reason(Instant::now(), &cfg()), None, "healthy");
+    h.record(Outcome::Success, Instant::now(), &cfg());
+    fail(&h, 3);
+    assert_eq!(h.state(Instant::now()), TargetState::Degraded);
+    let why = h.degraded_reason(Instant::now(), &cfg()).unwrap();
+    assert!(why.contains("3 consecutive failures"), "{why}");
+    assert!(why.contains("error rate 75% (3 of 4 attempts)"), "{why}");
+
+    fail(&h, cfg().consecutive_failures);
+    assert_eq!(h.state(Instant::now()), TargetState::Ejected);
+    assert_eq!(
+        h.degraded_reason(Instant::now(), &cfg()),
+        None,
+        "ejected, not degraded"
+    );
+    advance(cfg().base_ejection).await;
+    assert_eq!(h.state(Instant::now()), TargetState::Degraded);
+    let why = h.degraded_reason(Instant::now(), &cfg()).unwrap();
+    assert!(why.contains("waiting for a probe to succeed"), "{why}");
+    assert!(why.contains("consecutive failures"), "{why}");
+}
