@@ -125,6 +125,12 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A duration in whole milliseconds, saturating: a back-off taken from a
+/// vendor's answer must not wrap an instant into the past.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl TargetHealth {
     pub fn new(name: &str, epoch: Instant) -> TargetHealth {
         TargetHealth {
@@ -273,7 +279,7 @@ impl TargetHealth {
             .saturating_mul(1u32 << n.min(16))
             .min(cfg.max_ejection);
         self.ejected_until
-            .store(at + backoff.as_millis() as u64, Ordering::Release);
+            .store(at.saturating_add(millis(backoff)), Ordering::Release);
         self.consecutive.store(0, Ordering::Relaxed);
         self.note(format!(
             "ejected for {}: {why}",
@@ -293,7 +299,7 @@ impl TargetHealth {
     /// race on one atomic, so exactly one of them wins.
     pub fn take_out(&self, now: Instant, backoff: Duration, why: &str) -> bool {
         let at = self.ms(now);
-        let until = at + backoff.as_millis() as u64;
+        let until = at.saturating_add(millis(backoff));
         let before = self.taken_out_until.fetch_max(until, Ordering::AcqRel);
         self.ejected_until.fetch_max(until, Ordering::AcqRel);
         if before > at {

@@ -297,3 +297,14 @@ async fn a_degraded_target_says_why() {
     assert!(why.contains("waiting for a probe to succeed"), "{why}");
     assert!(why.contains("consecutive failures"), "{why}");
 }
+
+/// A take-out as long as a Duration can be stays in force instead of
+/// wrapping into the past.
+#[tokio::test(start_paused = true)]
+async fn an_endless_take_out_does_not_wrap() {
+    let h = TargetHealth::new("gpt", Instant::now());
+    assert!(h.take_out(Instant::now(), Duration::MAX, "account disabled"));
+    advance(Duration::from_secs(3600)).await;
+    assert_eq!(h.state(Instant::now()), TargetState::Ejected);
+    assert!(matches!(h.admit(Instant::now()), Admission::Ejected(_)));
+}
