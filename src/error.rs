@@ -241,6 +241,16 @@ impl UpstreamError {
         (reason, reason.rule().decision)
     }
 
+    /// The context window the vendor stated in a context-length error.
+    pub fn context_limit(&self) -> Option<u32> {
+        match self {
+            UpstreamError::Status { vendor, .. } | UpstreamError::InBand { vendor, .. } => {
+                vendor.context_limit
+            }
+            _ => None,
+        }
+    }
+
     /// When the vendor says its limit resets (header, or body for Gemini).
     pub fn reset_after(&self) -> Option<Duration> {
         match self {
@@ -352,6 +362,15 @@ impl GatewayError {
             }
             GatewayError::NoEligibleTarget { .. } => {
                 ApiError::new(ErrorKind::InvalidRequest, self.to_string())
+            }
+            // A prompt too long for every target: the vendor's own 400, in
+            // the app's dialect, so the app can shorten it.
+            GatewayError::Rejected { vendor, .. } if vendor.class == VendorClass::ContextLength => {
+                ApiError {
+                    param: Some("messages".into()),
+                    code: Some("context_length_exceeded"),
+                    ..ApiError::new(ErrorKind::InvalidRequest, vendor.message.clone())
+                }
             }
             GatewayError::Rejected { status, vendor } => {
                 let kind = match status {

@@ -704,3 +704,95 @@ async fn a_mid_stream_cut_that_ejects_a_target_is_audited_and_counted() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_vendor_that_never_sends_headers_is_failed_over_at_the_header_deadline() {
+    let env = start(|c| {
+        c.routes.get_mut("frontier").unwrap().header_timeout = Duration::from_millis(400)
+    })
+    .await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            latency_ms: 5_000,
+            ..Knobs::default()
+        },
+    );
+    let resp = env.openai(user("frontier", "anyone home?")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        target(&resp),
+        "gpt",
+        "not after the 10-minute total deadline"
+    );
+    assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
+}
+
+#[tokio::test]
+async fn the_commit_window_ends_on_an_event_so_a_stall_right_after_it_is_still_caught() {
+    let env = start(|c| {
+        let r = c.routes.get_mut("frontier").unwrap();
+        r.commit_time = Some(Duration::from_millis(150));
+        r.idle_timeout = Duration::from_millis(800);
+    })
+    .await;
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            stall_after_tokens: Some(2),
+            ..Knobs::default()
+        },
+    );
+    let mut body = user("frontier", "x");
+    body["stream"] = json!(true);
+    let resp = env.openai(body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        target(&resp),
+        "gpt",
+        "the stall came before any event after the window: still inside it"
+    );
+    let (text, broke) = drain(resp).await;
+    assert!(!broke);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
+#[tokio::test]
+async fn a_prompt_too_long_for_every_target_gets_the_vendors_400() {
+    let env = start(|c| {
+        let mut r = c.routes["frontier"].clone();
+        // claude states 200k; gpt's window is not configured (unknown).
+        r.targets = vec!["claude".into(), "gpt".into()];
+        c.routes.insert("long".into(), r);
+    })
+    .await;
+    for (vendor, model, fixture) in [
+        (Vendor::Anthropic, CLAUDE.1, "anthropic"),
+        (Vendor::Openai, GPT.1, "openai"),
+    ] {
+        env.sim.set_knobs(
+            vendor,
+            model,
+            Knobs {
+                error_status: Some(400),
+                error_body: Some(vendor_body(fixture, "context_length")),
+                ..Knobs::default()
+            },
+        );
+    }
+    let resp = env.openai(user("long", "a very long prompt")).await;
+    assert_eq!(resp.status(), 400, "not a 502");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum context length"));
+    assert_eq!(
+        env.sim.count(GPT.0, GPT.1),
+        1,
+        "a target of unknown window is tried after a context-length error"
+    );
+}

@@ -107,7 +107,7 @@ impl Default for HealthConfig {
             min_requests: 20,
             window: Duration::from_secs(10),
             base_ejection: Duration::from_secs(5),
-            max_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(20),
             retry_floor_per_sec: 10,
         }
     }
@@ -250,9 +250,11 @@ pub struct TargetConfig {
     pub tools: bool,
     #[serde(default = "defaults::yes")]
     pub images: bool,
-    /// Context window in tokens.
-    #[serde(default = "defaults::context_window")]
-    pub context_window: u64,
+    /// Context window in tokens; unset means unknown (planned as
+    /// `defaults::CONTEXT_WINDOW`, and tried after a context-length error
+    /// elsewhere, since it may well be larger).
+    #[serde(default)]
+    pub context_window: Option<u64>,
     /// Accepts an assistant prefill (continuation of a partial answer).
     #[serde(default)]
     pub prefill: bool,
@@ -268,6 +270,12 @@ pub struct RouteConfig {
     /// Time from sending a stream request to its first content event.
     #[serde(default = "defaults::first_token_timeout", with = "humantime_serde")]
     pub first_token_timeout: Duration,
+    /// Time from sending a non-stream request to the response headers.
+    /// Vendors send them only once the whole answer is ready, so this is
+    /// above the longest generation; it fails over a vendor that accepts
+    /// the connection and never answers long before `request_timeout`.
+    #[serde(default = "defaults::header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// Largest request body for this route (default: the gateway's).
     pub max_body_bytes: Option<usize>,
     /// Longest silence allowed between two chunks of a stream once it began.
@@ -305,7 +313,7 @@ pub enum OnUnsupported {
     Fail,
 }
 
-mod defaults {
+pub(crate) mod defaults {
     use std::time::Duration;
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
@@ -316,6 +324,9 @@ mod defaults {
     pub fn first_token_timeout() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn header_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
     pub fn max_retry_wait() -> Duration {
         Duration::from_secs(2)
     }
@@ -325,9 +336,8 @@ mod defaults {
     pub fn max_idle() -> usize {
         64
     }
-    pub fn context_window() -> u64 {
-        128_000
-    }
+    /// The window planned for a target whose window is not configured.
+    pub const CONTEXT_WINDOW: u64 = 128_000;
     pub fn yes() -> bool {
         true
     }
@@ -488,7 +498,7 @@ targets = ["gpt"]
         ];
         let cfg = load_str("r.toml", GOOD, env).unwrap();
         assert_eq!(cfg.gateway.admin_listen.port(), 9999);
-        assert_eq!(cfg.targets["gpt"].context_window, 4096);
+        assert_eq!(cfg.targets["gpt"].context_window, Some(4096));
         assert!(
             cfg.routes.contains_key("Frontier"),
             "route names keep their case"

@@ -106,7 +106,7 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
         if t.model.is_empty() {
             out.push((format!("{key}.model"), "must not be empty".into()));
         }
-        if t.context_window == 0 {
+        if t.context_window == Some(0) {
             out.push((
                 format!("{key}.context_window"),
                 "must be greater than 0".into(),
@@ -145,6 +145,12 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
         if r.first_token_timeout.is_zero() {
             out.push((
                 format!("{key}.first_token_timeout"),
+                "must be greater than 0".into(),
+            ));
+        }
+        if r.header_timeout.is_zero() {
+            out.push((
+                format!("{key}.header_timeout"),
                 "must be greater than 0".into(),
             ));
         }

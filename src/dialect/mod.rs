@@ -71,6 +71,9 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Seconds the app should wait before retrying, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// A vendor error code to pass on where the app's dialect has such a
+    /// field (OpenAI `code`: `context_length_exceeded`).
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -80,6 +83,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            code: None,
         }
     }
 }
@@ -95,6 +99,7 @@ impl From<DialectError> for ApiError {
             message: e.to_string(),
             param,
             retry_after: None,
+            code: None,
         }
     }
 }

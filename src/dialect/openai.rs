@@ -482,6 +482,7 @@ fn error_meta(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
 
 pub fn encode_error(error: &ApiError) -> (u16, Vec<u8>) {
     let (status, kind, code) = error_meta(error.kind);
+    let code = error.code.or(code);
     let body = json!({"error": {"message": error.message, "type": kind, "param": error.param, "code": code}});
     (
         status,

@@ -9,7 +9,8 @@
 //! vendor's reset fits in `max_retry_wait` and the retry budget pays; a
 //! retry never takes an attempt a later target needs; suspended and
 //! ejected targets are never tried; after a context-length error only
-//! larger windows are; after a `Stop` class nothing is.
+//! larger (or unknown) windows are, and when none is left the vendor's
+//! own answer is returned; after a `Stop` class nothing is tried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,22 +117,38 @@ pub fn next_step(limits: Limits, plan: &[Arc<Target>], history: &[Tried], view: 
             wait = Wait::Jitter;
         }
     }
+    // When nothing is left after a context-length error, the vendor's own
+    // answer (a 400 the app can act on) is the truest one, not a 502.
+    let too_long = |t: &Tried| t.error.classify().1 == Decision::FailoverToLargerWindow;
+    let end = if history.last().is_some_and(too_long) {
+        Step::Reject
+    } else {
+        Step::Exhausted
+    };
     if attempts >= limits.max_attempts {
-        return Step::Exhausted;
+        return end;
     }
-    // After a context-length error, only larger windows are worth a try.
+    // After a context-length error, only larger windows are worth a try
+    // (the vendor's stated limit, else the target's window), and targets
+    // whose window nobody stated.
     let min_window = history
         .iter()
-        .filter(|t| t.error.classify().1 == Decision::FailoverToLargerWindow)
-        .filter_map(|t| plan.get(t.index))
-        .map(|t| t.context_window)
+        .filter(|t| too_long(t))
+        .filter_map(|t| {
+            let target = plan.get(t.index)?;
+            Some(
+                t.error
+                    .context_limit()
+                    .map_or(target.context_window, u64::from),
+            )
+        })
         .max()
         .unwrap_or(0);
     let start = history.last().map_or(0, |t| t.index + 1);
     let mut skipped = Vec::new();
     let mut soonest = Duration::from_secs(1);
     for (index, target) in plan.iter().enumerate().skip(start) {
-        if target.context_window <= min_window {
+        if target.window_known && target.context_window <= min_window {
             continue;
         }
         match view.admit(target) {
@@ -166,7 +183,7 @@ pub fn next_step(limits: Limits, plan: &[Arc<Target>], history: &[Tried], view: 
             retry_after: soonest,
         };
     }
-    Step::Exhausted
+    end
 }
 
 /// Whether this failure earns one more try on the same target, after how

@@ -50,11 +50,11 @@ pub async fn attempt(
     let started = Instant::now();
     let total = provider.request_timeout();
     // For a stream, the time-to-first-token clock also covers headers that
-    // never come.
+    // never come; a non-stream answer has the route's header deadline.
     let head_deadline = if req.stream {
         total.min(route.first_token_timeout)
     } else {
-        total
+        total.min(route.header_timeout)
     };
     if let Some(f) = &fault {
         match f.before_send(provider.dialect()).await {
@@ -126,9 +126,11 @@ pub async fn attempt(
 }
 
 /// The commit window (opt-in per route): keeps reading until `commit_tokens`
-/// content events or `commit_time` have passed, whichever comes first, or
-/// the answer finished. Nothing has reached the app yet, so a failure in
-/// here still fails over invisibly.
+/// content events have arrived, or the first upstream event after
+/// `commit_time` has (whichever comes first), or the answer finished.
+/// Nothing has reached the app yet, so a failure in here still fails over
+/// invisibly. The window ends on an event, never on a timer: a stall right
+/// after `commit_time` is still inside it (and caught by `idle_timeout`).
 async fn commit(
     route: &Route,
     head: &mut Vec<StreamEvent>,
@@ -140,15 +142,9 @@ async fn commit(
     }
     let until = route.commit_time.map(|d| Instant::now() + d);
     let enough = |seen: usize| route.commit_tokens > 0 && seen >= route.commit_tokens as usize;
-    while !enough(seen) && !head.iter().any(|e| matches!(e, StreamEvent::Finish(_))) {
-        let next = match until {
-            Some(t) => match tokio::time::timeout_at(t, rest.next()).await {
-                Err(_) => return Ok(()),
-                Ok(next) => next,
-            },
-            None => rest.next().await,
-        };
-        match next {
+    let over = || until.is_some_and(|t| Instant::now() >= t);
+    while !enough(seen) && !over() && !head.iter().any(|e| matches!(e, StreamEvent::Finish(_))) {
+        match rest.next().await {
             // The stream ended: whether it was complete is for the caller's
             // stream to tell, as it would be without a commit window.
             None => return Ok(()),

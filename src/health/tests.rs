@@ -308,3 +308,38 @@ async fn an_endless_take_out_does_not_wrap() {
     assert_eq!(h.state(Instant::now()), TargetState::Ejected);
     assert!(matches!(h.admit(Instant::now()), Admission::Ejected(_)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recovered_target_carries_traffic_within_30s_even_after_repeated_ejections() {
+    // A flapping primary with the default back-off: ejected, then every
+    // probe fails for a while, a request arriving every half second.
+    let h = TargetHealth::new("flappy", Instant::now());
+    let tick = Duration::from_millis(500);
+    assert!(fail(&h, cfg().consecutive_failures).is_some());
+    for _ in 0..8 {
+        loop {
+            advance(tick).await;
+            if h.admit(Instant::now()) == Admission::Probe {
+                break;
+            }
+        }
+        assert!(h
+            .record_probe(Outcome::Failure, Instant::now(), &cfg())
+            .is_some());
+    }
+    // It recovers right after its last failed probe: the worst moment.
+    let recovered = Instant::now();
+    loop {
+        advance(tick).await;
+        if h.admit(Instant::now()) == Admission::Probe {
+            h.record_probe(Outcome::Success, Instant::now(), &cfg());
+            break;
+        }
+    }
+    let back = Instant::now() - recovered;
+    assert_eq!(h.admit(Instant::now()), Admission::Ok);
+    assert!(
+        back <= Duration::from_secs(25),
+        "traffic came back {back:?} after recovery: a 30 s promise needs a margin"
+    );
+}

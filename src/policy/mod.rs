@@ -18,7 +18,12 @@ pub struct Target {
     pub model: String,
     pub tools: bool,
     pub images: bool,
+    /// The configured window, or the default one when `window_known` is
+    /// false.
     pub context_window: u64,
+    /// Whether the operator stated the window: after a context-length
+    /// error, a target of unknown window is still worth a try.
+    pub window_known: bool,
     pub prefill: bool,
 }
 
@@ -49,6 +54,8 @@ pub struct Route {
     pub targets: Vec<Arc<Target>>,
     pub max_attempts: usize,
     pub first_token_timeout: Duration,
+    /// Non-stream: sending → response headers.
+    pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub on_unsupported: OnUnsupported,
     pub max_retry_wait: Duration,
@@ -130,7 +137,10 @@ impl Table {
                     model: t.model.clone(),
                     tools: t.tools,
                     images: t.images,
-                    context_window: t.context_window,
+                    context_window: t
+                        .context_window
+                        .unwrap_or(crate::config::defaults::CONTEXT_WINDOW),
+                    window_known: t.context_window.is_some(),
                     prefill: t.prefill,
                 };
                 (name.clone(), Arc::new(target))
@@ -151,6 +161,7 @@ impl Table {
                     max_attempts: r.max_attempts.map_or(chain.len() * 2, |n| n as usize),
                     targets: chain,
                     first_token_timeout: r.first_token_timeout,
+                    header_timeout: r.header_timeout,
                     idle_timeout: r.idle_timeout,
                     on_unsupported: r.on_unsupported,
                     max_retry_wait: r.max_retry_wait,
@@ -189,6 +200,7 @@ mod tests {
             tools: true,
             images,
             context_window: 1000,
+            window_known: true,
             prefill: false,
         })
     }
@@ -199,6 +211,7 @@ mod tests {
             targets: vec![target("a", false), target("b", true), target("c", true)],
             max_attempts: 3,
             first_token_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             on_unsupported,
             max_retry_wait: Duration::from_secs(1),
@@ -271,7 +284,7 @@ mod tests {
         ) {
             let targets: Vec<Arc<Target>> = caps.iter().enumerate().map(|(i, (t, im, w))| Arc::new(Target {
                 name: format!("t{i}"), provider: "p".into(), model: "m".into(),
-                tools: *t, images: *im, context_window: *w, prefill: false,
+                tools: *t, images: *im, context_window: *w, window_known: true, prefill: false,
             })).collect();
             let mut r = route(if fail { OnUnsupported::Fail } else { OnUnsupported::Skip });
             r.targets = targets.clone();

@@ -89,7 +89,7 @@ fn health() -> impl Strategy<Value = Health> {
     ]
 }
 
-fn plan(windows: &[u64]) -> Vec<Arc<Target>> {
+fn plan(windows: &[Option<u64>]) -> Vec<Arc<Target>> {
     windows
         .iter()
         .enumerate()
@@ -100,7 +100,8 @@ fn plan(windows: &[u64]) -> Vec<Arc<Target>> {
                 model: "m".into(),
                 tools: true,
                 images: true,
-                context_window: *w,
+                context_window: w.unwrap_or(1500),
+                window_known: w.is_some(),
                 prefill: false,
             })
         })
@@ -112,7 +113,10 @@ proptest! {
 
     #[test]
     fn the_decision_function_keeps_its_promises(
-        windows in prop::collection::vec(prop_oneof![Just(1000u64), Just(2000), Just(4000)], 1..6),
+        windows in prop::collection::vec(
+            prop_oneof![Just(Some(1000u64)), Just(Some(2000)), Just(Some(4000)), Just(None)],
+            1..6,
+        ),
         healths in prop::collection::vec(health(), 6),
         failures in prop::collection::vec(failure(), 1..12),
         max_attempts in 1usize..10,
@@ -163,7 +167,10 @@ proptest! {
                             .map(|t| plan[t.index].context_window)
                             .max();
                         if let Some(floor) = floor {
-                            prop_assert!(plan[index].context_window > floor, "not a larger window");
+                            prop_assert!(
+                                !plan[index].window_known || plan[index].context_window > floor,
+                                "not a larger or unknown window"
+                            );
                         }
                     }
                     let error = failures[history.len() % failures.len()].clone();
@@ -171,7 +178,13 @@ proptest! {
                 }
                 Step::Reject => {
                     let last = history.last().expect("a rejection follows a failure");
-                    prop_assert_eq!(last.error.classify().1, Decision::Stop);
+                    prop_assert!(
+                        matches!(
+                            last.error.classify().1,
+                            Decision::Stop | Decision::FailoverToLargerWindow
+                        ),
+                        "only the request's fault or a prompt too long for every target is answered as the vendor's"
+                    );
                     ended = true;
                     break;
                 }
@@ -206,7 +219,7 @@ proptest! {
 
 #[test]
 fn a_retry_waits_for_the_stated_reset_and_only_when_the_budget_pays() {
-    let plan = plan(&[1000, 1000]);
+    let plan = plan(&[Some(1000), Some(1000)]);
     let limits = Limits {
         max_attempts: 4,
         max_retry_wait: Duration::from_secs(2),
@@ -261,4 +274,34 @@ fn a_retry_waits_for_the_stated_reset_and_only_when_the_budget_pays() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_prompt_too_long_everywhere_gets_the_vendors_answer() {
+    // Known 1000 (failed), known 800 (smaller: skipped), unknown (tried).
+    let plan = plan(&[Some(1000), Some(800), None]);
+    let limits = Limits {
+        max_attempts: 6,
+        max_retry_wait: Duration::ZERO,
+    };
+    let view = Fake {
+        health: vec![Health::Ok, Health::Ok, Health::Ok],
+        budget: Cell::new(0),
+        withdrawn: Cell::new(0),
+        asked: Default::default(),
+    };
+    let too_long = || status(400, VendorClass::ContextLength, None);
+    let mut history = vec![Tried {
+        index: 0,
+        error: too_long(),
+    }];
+    assert!(matches!(
+        next_step(limits, &plan, &history, &view),
+        Step::Try { index: 2, .. }
+    ));
+    history.push(Tried {
+        index: 2,
+        error: too_long(),
+    });
+    assert_eq!(next_step(limits, &plan, &history, &view), Step::Reject);
 }
