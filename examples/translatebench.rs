@@ -33,13 +33,18 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use switchyard::dialect::{self, anthropic, gemini, openai};
+use switchyard::dialect::{self, anthropic, gemini, openai, responses};
 use switchyard::model::{
     ChatRequest, ChatResponse, Dialect, FinishReason, Message, Part, Role, StreamEvent, ToolCall,
     ToolDef, ToolResult, Usage,
 };
 
-const DIALECTS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini];
+const DIALECTS: [Dialect; 4] = [
+    Dialect::OpenAi,
+    Dialect::Anthropic,
+    Dialect::Gemini,
+    Dialect::Responses,
+];
 const ROUTE: &str = "frontier";
 const UPSTREAM_MODEL: &str = "upstream-model-1";
 
@@ -154,6 +159,7 @@ fn decode_request(d: Dialect, body: &[u8]) -> ChatRequest {
         Dialect::OpenAi => openai::decode_request(body),
         Dialect::Anthropic => anthropic::decode_request(body),
         Dialect::Gemini => gemini::decode_request(body, ROUTE, false),
+        Dialect::Responses => responses::decode_request(body).map(|r| r.chat_with(None)),
     }
     .expect("decode_request")
 }
@@ -163,6 +169,7 @@ fn encode_request(d: Dialect, req: &ChatRequest, model: &str) -> serde_json::Val
         Dialect::OpenAi => openai::encode_request(req, model, openai::Flavor::OPENAI),
         Dialect::Anthropic => anthropic::encode_request(req, model),
         Dialect::Gemini => gemini::encode_request(req, model),
+        Dialect::Responses => responses::encode_request(req, model),
     }
 }
 
@@ -171,6 +178,7 @@ fn decode_response(d: Dialect, body: &[u8]) -> ChatResponse {
         Dialect::OpenAi => openai::decode_response(body),
         Dialect::Anthropic => anthropic::decode_response(body),
         Dialect::Gemini => gemini::decode_response(body),
+        Dialect::Responses => responses::decode_response(body),
     }
     .expect("decode_response")
 }
@@ -180,6 +188,10 @@ fn encode_response(d: Dialect, resp: &ChatResponse) -> Vec<u8> {
         Dialect::OpenAi => openai::encode_response(resp),
         Dialect::Anthropic => anthropic::encode_response(resp),
         Dialect::Gemini => gemini::encode_response(resp),
+        Dialect::Responses => {
+            let meta = responses::ResponseMeta::default();
+            serde_json::to_vec(&responses::encode_response(resp, &meta)).expect("serialize")
+        }
     }
 }
 

@@ -6,7 +6,12 @@
 use crate::dialect::{self, StreamDecoder};
 use crate::model::Dialect;
 
-const DIALECTS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini];
+const DIALECTS: [Dialect; 4] = [
+    Dialect::OpenAi,
+    Dialect::Anthropic,
+    Dialect::Gemini,
+    Dialect::Responses,
+];
 
 /// Every dialect's request decoder, and re-encoding what decodes.
 pub fn decode_requests(data: &[u8]) {
@@ -15,8 +20,10 @@ pub fn decode_requests(data: &[u8]) {
         dialect::anthropic::decode_request(data),
         dialect::gemini::decode_request(data, "fuzz", false),
     ];
-    for req in decoded.into_iter().flatten() {
+    let responses = dialect::responses::decode_request(data).map(|r| r.chat_with(None));
+    for req in decoded.into_iter().chain([responses]).flatten() {
         let _ = dialect::openai::encode_request(&req, "m", dialect::openai::Flavor::OPENAI);
+        let _ = dialect::responses::encode_request(&req, "m");
         let _ = dialect::anthropic::encode_request(&req, "m");
         let _ = dialect::gemini::encode_request(&req, "m");
     }
@@ -28,8 +35,11 @@ pub fn decode_responses(data: &[u8]) {
         dialect::openai::decode_response(data),
         dialect::anthropic::decode_response(data),
         dialect::gemini::decode_response(data),
+        dialect::responses::decode_response(data),
     ];
     for resp in decoded.into_iter().flatten() {
+        let meta = dialect::responses::ResponseMeta::default();
+        let _ = dialect::responses::encode_response(&resp, &meta);
         let _ = dialect::openai::encode_response(&resp);
         let _ = dialect::anthropic::encode_response(&resp);
         let _ = dialect::gemini::encode_response(&resp);

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod conversation;
 pub mod demo;
 pub mod dialect;
 pub mod drill;

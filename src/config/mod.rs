@@ -29,6 +29,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub chaos: ChaosConfig,
     pub telemetry: TelemetryConfig,
+    pub responses: ResponsesConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
@@ -141,6 +142,29 @@ pub struct TelemetryConfig {
     /// Spans queued or being exported at most; beyond, spans are dropped
     /// and counted rather than slowing requests.
     pub queue_size: usize,
+}
+
+/// The Responses API's conversation store (`previous_response_id`): the
+/// turns this gateway answered, kept in memory so a later turn can be sent
+/// whole to whichever target serves it. Read once at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesConfig {
+    /// How long a stored turn can be continued or fetched.
+    #[serde(with = "humantime_serde")]
+    pub store_ttl: Duration,
+    /// Memory cap of the store; the oldest turns are evicted first.
+    /// 0 stores nothing (every `previous_response_id` is then unknown).
+    pub store_max_bytes: usize,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig {
+            store_ttl: Duration::from_secs(3600),
+            store_max_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for TelemetryConfig {

@@ -47,6 +47,12 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
             ));
         }
     }
+    if cfg.responses.store_ttl.is_zero() {
+        out.push((
+            "responses.store_ttl".into(),
+            "must be longer than 0s".into(),
+        ));
+    }
     if cfg.telemetry.queue_size == 0 {
         out.push(("telemetry.queue_size".into(), "must be at least 1".into()));
     }

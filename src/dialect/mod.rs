@@ -13,6 +13,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 pub mod taxonomy;
 mod util;
 
@@ -32,6 +33,9 @@ pub enum DialectError {
         message: String,
         /// The offending field, as a dotted path, when known.
         param: Option<String>,
+        /// A machine-readable code for the app's SDK, when the dialect
+        /// defines one (`previous_response_not_found`).
+        code: Option<&'static str>,
     },
 }
 
@@ -40,6 +44,19 @@ impl DialectError {
         DialectError::Invalid {
             message: message.into(),
             param: Some(param.into()),
+            code: None,
+        }
+    }
+
+    /// The same error, tagged with a dialect-defined code.
+    pub fn with_code(self, code: &'static str) -> Self {
+        match self {
+            DialectError::Invalid { message, param, .. } => DialectError::Invalid {
+                message,
+                param,
+                code: Some(code),
+            },
+            json => json,
         }
     }
 }
@@ -90,16 +107,16 @@ impl ApiError {
 
 impl From<DialectError> for ApiError {
     fn from(e: DialectError) -> Self {
-        let param = match &e {
-            DialectError::Invalid { param, .. } => param.clone(),
-            DialectError::Json(_) => None,
+        let (param, code) = match &e {
+            DialectError::Invalid { param, code, .. } => (param.clone(), *code),
+            DialectError::Json(_) => (None, None),
         };
         ApiError {
             kind: ErrorKind::InvalidRequest,
             message: e.to_string(),
             param,
             retry_after: None,
-            code: None,
+            code,
         }
     }
 }
@@ -185,6 +202,7 @@ pub fn stream_encoder(dialect: Dialect) -> Box<dyn StreamEncoder> {
         Dialect::OpenAi => Box::new(openai::OpenAiStreamEncoder::default()),
         Dialect::Anthropic => Box::new(anthropic::AnthropicStreamEncoder::default()),
         Dialect::Gemini => Box::new(gemini::GeminiStreamEncoder::default()),
+        Dialect::Responses => Box::new(responses::ResponsesStreamEncoder::default()),
     }
 }
 
@@ -194,13 +212,14 @@ pub fn stream_decoder(dialect: Dialect) -> Box<dyn StreamDecoder> {
         Dialect::OpenAi => Box::new(openai::OpenAiStreamDecoder::default()),
         Dialect::Anthropic => Box::new(anthropic::AnthropicStreamDecoder::default()),
         Dialect::Gemini => Box::new(gemini::GeminiStreamDecoder::default()),
+        Dialect::Responses => Box::new(responses::ResponsesStreamDecoder::default()),
     }
 }
 
 /// Status and JSON body of an error in the app's dialect.
 pub fn encode_error(dialect: Dialect, error: &ApiError) -> (u16, Vec<u8>) {
     match dialect {
-        Dialect::OpenAi => openai::encode_error(error),
+        Dialect::OpenAi | Dialect::Responses => openai::encode_error(error),
         Dialect::Anthropic => anthropic::encode_error(error),
         Dialect::Gemini => gemini::encode_error(error),
     }
@@ -210,7 +229,7 @@ pub fn encode_error(dialect: Dialect, error: &ApiError) -> (u16, Vec<u8>) {
 /// generic message that does not echo the body).
 pub fn decode_error(dialect: Dialect, status: u16, body: &[u8]) -> VendorError {
     match dialect {
-        Dialect::OpenAi => openai::decode_error(status, body),
+        Dialect::OpenAi | Dialect::Responses => openai::decode_error(status, body),
         Dialect::Anthropic => anthropic::decode_error(status, body),
         Dialect::Gemini => gemini::decode_error(status, body),
     }

@@ -744,7 +744,7 @@ impl StreamDecoder for OpenAiStreamDecoder {
 
 /// Reads an OpenAI `error` object and classifies it from `code` and `type`
 /// first; `status` is the HTTP status (absent for an in-stream error).
-fn vendor_error(status: Option<u16>, err: &Value) -> VendorError {
+pub(super) fn vendor_error(status: Option<u16>, err: &Value) -> VendorError {
     let code = err.get("code").and_then(Value::as_str);
     let kind = err.get("type").and_then(Value::as_str);
     let message = err

@@ -163,6 +163,7 @@ fn dialect_decode_response(dialect: Dialect, body: &[u8]) -> Result<ChatResponse
         Dialect::OpenAi => dialect::openai::decode_response(body),
         Dialect::Anthropic => dialect::anthropic::decode_response(body),
         Dialect::Gemini => dialect::gemini::decode_response(body),
+        Dialect::Responses => dialect::responses::decode_response(body),
     };
     decoded.map_err(|e| UpstreamError::Malformed(e.to_string()))
 }

@@ -4,6 +4,7 @@
 
 mod body;
 mod respond;
+mod responses;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use crate::telemetry::{self, RequestSpan};
 /// dialect) rather than queued without bound.
 pub fn router(live: Arc<Live>, max_concurrent: usize) -> Router {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
+    let responses = responses::router(live.clone());
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(list_models))
@@ -38,6 +40,7 @@ pub fn router(live: Arc<Live>, max_concurrent: usize) -> Router {
         .route("/v1beta/models/{action}", post(gemini))
         .route("/v1/models/{action}", post(gemini))
         .with_state(live)
+        .merge(responses)
         .layer(axum::middleware::from_fn(
             move |req: Request<Body>, next: axum::middleware::Next| {
                 shed(permits.clone(), req, next)
@@ -54,6 +57,7 @@ async fn shed(
     let Ok(permit) = permits.try_acquire_owned() else {
         let dialect = match req.uri().path() {
             "/v1/messages" => Dialect::Anthropic,
+            p if p.starts_with("/v1/responses") => Dialect::Responses,
             p if p.starts_with("/v1beta/") || p.starts_with("/v1/models/") => Dialect::Gemini,
             _ => Dialect::OpenAi,
         };
@@ -110,13 +114,29 @@ async fn handle(
     req: Request<Body>,
     decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
 ) -> Response {
+    let decode = |b: bytes::Bytes| std::future::ready(decode(&b));
+    let answer = |route: &str, served, span| respond::answer(dialect, route, served, span);
+    handle_with(live, dialect, req, decode, answer).await
+}
+
+/// [`handle`] with an async `decode` and the app's `answer` encoder given.
+async fn handle_with<F>(
+    live: &Arc<Live>,
+    dialect: Dialect,
+    req: Request<Body>,
+    decode: impl FnOnce(bytes::Bytes) -> F,
+    answer: impl FnOnce(&str, Served, RequestSpan) -> Response,
+) -> Response
+where
+    F: std::future::Future<Output = Result<ChatRequest, DialectError>>,
+{
     let span = RequestSpan::start(dialect.as_str(), req.uri().path(), req.headers());
     match serve(live, dialect, req, decode, &span).await {
         Ok(ok) => {
             telemetry::request(&ok.route, &ok.served.target.name, dialect.as_str(), "ok");
             span.served(&ok.served.target.name, ok.served.attempts.len());
             let trail = ok.explain.then(|| respond::trail(&ok.served.attempts));
-            let mut resp = respond::answer(dialect, &ok.route, ok.served, span);
+            let mut resp = answer(&ok.route, ok.served, span);
             respond::set_header(
                 &mut resp,
                 "x-switchyard-explain",
@@ -160,13 +180,18 @@ impl From<GatewayError> for Failed {
     }
 }
 
-async fn serve(
+/// Everything between the request and the answer. `decode` may look
+/// things up (the Responses dialect resolves `previous_response_id`).
+async fn serve<F>(
     live: &Arc<Live>,
     dialect: Dialect,
     req: Request<Body>,
-    decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
+    decode: impl FnOnce(bytes::Bytes) -> F,
     span: &RequestSpan,
-) -> Result<Answered, Failed> {
+) -> Result<Answered, Failed>
+where
+    F: std::future::Future<Output = Result<ChatRequest, DialectError>>,
+{
     let snapshot = live.load();
     let (parts, body) = req.into_parts();
     let app_key = authenticate(
@@ -178,12 +203,13 @@ async fn serve(
     )?;
     body::check_content_type(&parts.headers)?;
     let bytes = body::read(body, snapshot.table.max_body_bytes).await?;
-    let request = decode(&bytes).map_err(GatewayError::BadRequest)?;
+    let body_len = bytes.len();
+    let request = decode(bytes).await.map_err(GatewayError::BadRequest)?;
     let Some(route) = snapshot.table.routes.get(&request.model) else {
         return Err(GatewayError::UnknownRoute(request.model.clone()).into());
     };
     span.route(&route.name, &request);
-    if bytes.len() > route.max_body_bytes {
+    if body_len > route.max_body_bytes {
         return Err(GatewayError::BodyTooLarge(route.max_body_bytes).into());
     }
     if let Some(key) = &app_key {
@@ -240,7 +266,7 @@ fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let key = match dialect {
-        Dialect::OpenAi => bearer,
+        Dialect::OpenAi | Dialect::Responses => bearer,
         Dialect::Anthropic => header("x-api-key").or(bearer),
         Dialect::Gemini => header("x-goog-api-key")
             .or_else(|| query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))),

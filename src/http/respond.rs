@@ -16,6 +16,13 @@ use crate::telemetry::{self, Operation, RequestSpan};
 /// Pause between the error event of a broken stream and the abort.
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// An error the HTTP layer produced itself, outside the request path's
+/// `GatewayError`s (the Responses store's "not found").
+pub fn api(dialect: Dialect, api: &ApiError) -> Response {
+    let (status, body) = dialect::encode_error(dialect, api);
+    bytes_response(status, "application/json", Bytes::from(body))
+}
+
 /// The one place an error becomes a response.
 pub fn error(dialect: Dialect, err: &GatewayError) -> Response {
     tracing::debug!(error = %err, dialect = dialect.as_str(), "request failed");
@@ -89,6 +96,28 @@ pub fn trail(attempts: &[Attempt]) -> String {
 /// `span` and the serving operation end with the answer: here for a JSON
 /// body, with the body stream for a stream.
 pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) -> Response {
+    let body = move |r: &crate::model::ChatResponse| match dialect {
+        Dialect::OpenAi => dialect::openai::encode_response(r),
+        Dialect::Anthropic => dialect::anthropic::encode_response(r),
+        Dialect::Gemini => dialect::gemini::encode_response(r),
+        Dialect::Responses => {
+            let meta = dialect::responses::ResponseMeta::new(serde_json::Map::new());
+            let v = dialect::responses::encode_response(r, &meta);
+            serde_json::to_vec(&v).expect("serialize JSON value")
+        }
+    };
+    answer_with(route, served, span, body, dialect::stream_encoder(dialect))
+}
+
+/// [`answer`] with the app's encoders given: `body` for a complete answer,
+/// `encoder` for a stream (a dialect whose answer carries request state).
+pub fn answer_with(
+    route: &str,
+    served: Served,
+    span: RequestSpan,
+    body: impl FnOnce(&crate::model::ChatResponse) -> Vec<u8>,
+    encoder: Box<dyn dialect::StreamEncoder>,
+) -> Response {
     let target = served.target.name.clone();
     let op = served.operation;
     let mut resp = match served.answer {
@@ -98,11 +127,7 @@ pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) 
             drop(op);
             drop(span);
             telemetry::tokens(route, &target, r.usage.input_tokens, r.usage.output_tokens);
-            let body = match dialect {
-                Dialect::OpenAi => dialect::openai::encode_response(&r),
-                Dialect::Anthropic => dialect::anthropic::encode_response(&r),
-                Dialect::Gemini => dialect::gemini::encode_response(&r),
-            };
+            let body = body(&r);
             bytes_response(200, "application/json", Bytes::from(body))
         }
         Answer::Stream { head, rest } => {
@@ -113,7 +138,7 @@ pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) 
                 op,
                 span,
             };
-            let stream = encode_stream(dialect, head, rest, tally);
+            let stream = encode_stream(encoder, head, rest, tally);
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -140,12 +165,11 @@ pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) 
 /// stream began ends it with an error event in the app's dialect and then
 /// an abnormal end (the body errors), never a clean end.
 fn encode_stream(
-    dialect: Dialect,
+    mut encoder: Box<dyn dialect::StreamEncoder>,
     head: Vec<StreamEvent>,
     mut rest: crate::failover::EventStream,
     mut usage: Tally,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let mut encoder = dialect::stream_encoder(dialect);
     async_stream::stream! {
         let mut out = Vec::with_capacity(1024);
         for event in &head {

@@ -22,6 +22,9 @@ pub enum Dialect {
     Anthropic,
     /// Gemini `generateContent`.
     Gemini,
+    /// OpenAI Responses (`/v1/responses`): its own items and stream events,
+    /// OpenAI's error shape.
+    Responses,
 }
 
 impl Dialect {
@@ -31,6 +34,7 @@ impl Dialect {
             Dialect::OpenAi => "openai",
             Dialect::Anthropic => "anthropic",
             Dialect::Gemini => "gemini",
+            Dialect::Responses => "responses",
         }
     }
 }
