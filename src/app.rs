@@ -10,11 +10,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
+
+mod conn;
 
 use crate::config::Config;
 use crate::provider::EnvLookup;
@@ -92,12 +93,14 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
             data,
             crate::http::router(live.clone(), limits.max_concurrent),
             limits,
+            "data",
             wait(stopped.clone()),
         )),
         tokio::spawn(serve(
             admin,
             crate::admin::router(live.clone(), &opts.admin_token),
             limits,
+            "admin",
             wait(stopped.clone()),
         )),
         tokio::spawn(expire_suspensions(live.clone(), wait(stopped))),
@@ -145,8 +148,6 @@ async fn wait(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
-/// Serves `router` on `listener` with hyper directly, so the header-read
-/// timeout has a timer behind it, until `shutdown` resolves; then drains.
 /// Connection-level limits, fixed at start.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -154,6 +155,7 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub max_concurrent: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl From<&crate::config::GatewayConfig> for Limits {
@@ -163,18 +165,26 @@ impl From<&crate::config::GatewayConfig> for Limits {
             max_headers: g.max_headers,
             max_header_bytes: g.max_header_bytes,
             max_concurrent: g.max_concurrent_requests,
+            max_connections_per_ip: g.max_connections_per_ip,
         }
     }
 }
 
-/// How long an idle HTTP/2 connection is kept (HTTP/1 idle connections are
-/// bounded by the header-read timeout of their next request).
-const H2_KEEPALIVE: Duration = Duration::from_secs(60);
+/// HTTP/2 pings: how often an idle-looking connection is pinged, and how
+/// long the peer has to answer before the connection is dropped as dead.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Serves `router` on `listener` with hyper directly, so the header-read
+/// timeout has a timer behind it, until `shutdown` resolves; then drains.
+/// A connection with no request in progress for `header_read_timeout` is
+/// closed, HTTP/1 or HTTP/2 (a peer answering pings is still idle); one
+/// address holds at most `max_connections_per_ip` connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    name: &'static str,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -188,34 +198,103 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_header_list_size(limits.max_header_bytes as u32);
-    let graceful = GracefulShutdown::new();
+    let (stop, stopped) = watch::channel(false);
+    // Each connection holds a sender; draining waits until all are gone.
+    let (open, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    let per_ip = conn::PerIp::new(limits.max_connections_per_ip);
+    let mut backoff = conn::Backoff::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
-                let (builder, watcher) = (builder.clone(), graceful.watcher());
-                let first_byte = limits.header_read_timeout;
-                tokio::spawn(async move {
-                    // A connection that never sends a byte is closed when
-                    // the header timeout runs out, like a slow one.
-                    let mut probe = [0u8; 1];
-                    match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                });
-            }
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
-        }
+        };
+        let (stream, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(e) => {
+                let pause = backoff.failed(&e, name);
+                if !pause.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+                continue;
+            }
+        };
+        backoff.accepted(name);
+        // Over the cap: the connection is closed at once.
+        let Some(ticket) = per_ip.admit(peer.ip()) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let task = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            idle: limits.header_read_timeout,
+            stopped: stopped.clone(),
+            _open: open.clone(),
+            _ticket: ticket,
+        };
+        tokio::spawn(task.run(stream));
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    let _ = stop.send(true);
+    drop(open);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained.recv()).await;
+}
+
+/// One accepted connection and what it holds until it closes.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
+    _open: tokio::sync::mpsc::Sender<()>,
+    _ticket: conn::Ticket,
+}
+
+impl Connection {
+    async fn run(mut self, stream: tokio::net::TcpStream) {
+        // A connection that never sends a byte is closed when the header
+        // timeout runs out, like a slow one.
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(self.idle, stream.peek(&mut probe)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+        let activity = conn::Activity::new();
+        let (router, counted) = (self.router.clone(), activity.clone());
+        let service = hyper::service::service_fn(move |req| {
+            let busy = counted.begin();
+            let answer = router.clone().oneshot(req);
+            async move {
+                let resp = answer.await?;
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|inner| conn::Tracked { inner, _busy: busy }),
+                )
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                _ = self.stopped.wait_for(|v| *v), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.idle_for(self.idle), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
 }

@@ -293,6 +293,9 @@ pub enum GatewayError {
     UnknownRoute(String),
     #[error("request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The client stopped sending its body; the connection is closed.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     #[error("content type must be application/json")]
     UnsupportedMediaType,
     #[error("route `{route}` has no target that can serve this request: {why}")]
@@ -326,6 +329,7 @@ impl GatewayError {
             GatewayError::KeyRateLimited { .. } => "key_rate_limited",
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::BodyTooLarge(_) => "body_too_large",
+            GatewayError::BodyTimeout(_) => "body_timeout",
             GatewayError::UnsupportedMediaType => "unsupported_media_type",
             GatewayError::NoEligibleTarget { .. } => "no_eligible_target",
             GatewayError::Exhausted { .. } => "targets_exhausted",
@@ -357,6 +361,7 @@ impl GatewayError {
                 )
             },
             GatewayError::BodyTooLarge(_) => ApiError::new(ErrorKind::RequestTooLarge, self.to_string()),
+            GatewayError::BodyTimeout(_) => ApiError::new(ErrorKind::RequestTimeout, self.to_string()),
             GatewayError::UnsupportedMediaType => {
                 ApiError::new(ErrorKind::UnsupportedMediaType, self.to_string())
             }

@@ -426,3 +426,149 @@ async fn a_changed_routes_file_is_picked_up_without_a_command() {
     );
     env.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_target_out_still_names_the_route() {
+    let env = start(|_| {}).await;
+    for target in ["claude", "gpt", "gemini", "local"] {
+        let resp = env
+            .http
+            .post(env.admin_url(&format!("/admin/targets/{target}/suspend")))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .json(&json!({"reason": "drill"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{target}");
+    }
+    let resp = env.openai(user("frontier", "anyone?")).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(header(&resp, "x-switchyard-route"), "frontier");
+    assert_eq!(header(&resp, "x-switchyard-attempts"), "0");
+    assert!(!header(&resp, "retry-after").is_empty());
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("every target is out"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn gemini_streams_without_alt_sse_answer_one_json_array() {
+    let env = start(|_| {}).await;
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "array please"}]}]});
+    let resp = env
+        .http
+        .post(env.url("/v1beta/models/gemini:streamGenerateContent"))
+        .header("x-goog-api-key", "k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        header(&resp, "content-type").starts_with("application/json"),
+        "{}",
+        header(&resp, "content-type")
+    );
+    let text = resp.text().await.unwrap();
+    let chunks: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(chunks.len() >= 2, "{text}");
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert!(
+        joined.starts_with(&format!(
+            "[gemini/gemini-2.5-pro] digest={}",
+            digest("array please")
+        )),
+        "{joined}"
+    );
+    assert_eq!(
+        chunks.last().unwrap()["candidates"][0]["finishReason"],
+        "STOP"
+    );
+    // With alt=sse: SSE frames, as before.
+    let resp = env
+        .http
+        .post(env.url("/v1beta/models/gemini:streamGenerateContent?alt=sse"))
+        .header("x-goog-api-key", "k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "content-type"), "text/event-stream");
+    assert!(resp.text().await.unwrap().starts_with("data: {"));
+}
+
+#[tokio::test]
+async fn listing_models_needs_a_key() {
+    let env = start(|_| {}).await;
+    let resp = env.http.get(env.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
+    assert!(body.to_string().find("frontier").is_none(), "{body}");
+    let resp = env
+        .http
+        .get(env.url("/v1/models"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the admin token is not an app key");
+    let resp = env
+        .http
+        .get(env.url("/v1/models"))
+        .bearer_auth("app-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 5, "{body}");
+}
+
+#[tokio::test]
+async fn the_admin_listener_refuses_foreign_host_names() {
+    let env = start(|c| c.gateway.admin_allowed_hosts = vec!["ops.internal".into()]).await;
+    let get = |host: &'static str| {
+        env.http
+            .get(env.admin_url("/metrics"))
+            .header("host", host)
+            .send()
+    };
+    // A DNS-rebinding page reaches 127.0.0.1 under its own name.
+    for foreign in [
+        "evil.example",
+        "evil.example:9901",
+        "127.0.0.1.evil.example",
+    ] {
+        let resp = get(foreign).await.unwrap();
+        assert_eq!(resp.status(), 421, "{foreign}");
+        assert!(!resp.text().await.unwrap().contains("switchyard_"));
+    }
+    for ours in [
+        "127.0.0.1:9901",
+        "localhost",
+        "[::1]:1234",
+        "ops.internal:9901",
+    ] {
+        assert_eq!(get(ours).await.unwrap().status(), 200, "{ours}");
+    }
+    // The data plane does not care.
+    let resp = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .header("host", "api.example")
+        .bearer_auth("k")
+        .json(&user("gpt", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -1,6 +1,9 @@
 //! App keys end to end: created by the CLI, used against a live gateway,
 //! scoped, rate limited, revoked — each refusal in the caller's dialect.
 
+mod common;
+mod keyed;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -91,6 +94,14 @@ async fn keys_are_scoped_limited_and_revocable() {
         !stored.contains(&key) && !stored.contains(&key[3..15]),
         "the file holds no key: {stored}"
     );
+    // Its request rate is counted from the headers, before the body names
+    // a route: scope is checked with a key of its own.
+    let (code, scoped, err) = keys_cli(
+        &config_path,
+        &["create", "app-s", "--routes", "gpt,frontier"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = keys_cli(&config_path, &["create", "app-b", "--routes", "nowhere"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("unknown route `nowhere`"), "{err}");
@@ -135,7 +146,7 @@ async fn keys_are_scoped_limited_and_revocable() {
         ("gemini", "/error/status"),
     ];
     for (dialect, pointer) in expect {
-        let (status, body, _) = call(&http, &base, dialect, &key, "claude").await;
+        let (status, body, _) = call(&http, &base, dialect, &scoped, "claude").await;
         assert_eq!(status, 403, "{dialect}: {body}");
         assert!(body.pointer(pointer).is_some(), "{dialect}: {body}");
         let (status, body, _) = call(&http, &base, dialect, "sy-not-a-key", "gpt").await;
@@ -147,6 +158,31 @@ async fn keys_are_scoped_limited_and_revocable() {
         sim.count(switchyard::sim::Vendor::Anthropic, "claude-sonnet-4-5"),
         0
     );
+
+    // The model list shows only the routes in the key's scope.
+    let listed: Value = http
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(&scoped)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["frontier", "gpt"], "{listed}");
+    let resp = http
+        .get(format!("{base}/v1/models"))
+        .bearer_auth("sy-not-a-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 
     // Revoked, then reloaded: refused.
     let (code, _, err) = keys_cli(&config_path, &["revoke", "app-a"]).await;
@@ -182,4 +218,122 @@ async fn a_gateway_in_keys_mode_without_its_secret_does_not_start() {
     };
     let err = app::start(config, opts).await.err().expect("refused");
     assert!(err.to_string().contains("SWITCHYARD_KEY_SECRET"), "{err}");
+}
+
+/// Tokens the vendor reported for one answer, as the app sees them: an
+/// OpenAI body's `usage`, or an Anthropic stream's `message_start` input
+/// plus its `message_delta` output.
+fn reported_tokens(dialect: &str, body: &str) -> u64 {
+    if dialect == "openai" {
+        let v: Value = serde_json::from_str(body).unwrap();
+        return v["usage"]["total_tokens"].as_u64().unwrap();
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .map(|e| {
+            e.pointer("/message/usage/input_tokens")
+                .or_else(|| {
+                    (e["type"] == "message_delta")
+                        .then(|| e.pointer("/usage/output_tokens"))
+                        .flatten()
+                })
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// One request with `key`: its status and the tokens it used.
+async fn metered(env: &common::Env, key: &str, dialect: &str, text: &str) -> (u16, u64) {
+    let req = if dialect == "openai" {
+        env.http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": text}]}))
+    } else {
+        env.http
+            .post(env.url("/v1/messages"))
+            .header("x-api-key", key)
+            .json(
+                &json!({"model": "claude", "max_tokens": 1024, "stream": true,
+                    "messages": [{"role": "user", "content": text}]}),
+            )
+    };
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    match status {
+        200 => (status, reported_tokens(dialect, &body)),
+        429 => {
+            assert!(body.contains("tokens per minute"), "{body}");
+            (status, 0)
+        }
+        _ => panic!("{status}: {body}"),
+    }
+}
+
+#[tokio::test]
+async fn token_limits_bound_what_is_generated_within_the_minute() {
+    const LIMIT: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name| keyed::Spec {
+        name,
+        routes: &["*"],
+        rpm: None,
+        tpm: Some(LIMIT as u32),
+    };
+    let (env, keys) = keyed::start(dir.path(), &[spec("one-by-one"), spec("burst")], |_| {}).await;
+
+    // One request after another, no max_tokens (OpenAI) or a large one
+    // (an Anthropic stream): each reserves its worst case, is settled with
+    // what the vendor reported, and the next one fits in what is left.
+    let (mut used, mut served) = (0, 0);
+    for i in 0..100 {
+        let dialect = if i % 2 == 0 { "openai" } else { "anthropic" };
+        match metered(&env, &keys[0], dialect, &format!("one {i}")).await {
+            (200, n) => {
+                used += n;
+                served += 1;
+            }
+            _ => break,
+        }
+    }
+    assert!(served >= 4, "{served} served");
+    assert!(
+        used as f64 >= 0.8 * LIMIT as f64 && used as f64 <= 1.1 * LIMIT as f64,
+        "one by one: {used} tokens used in {served} requests for a limit of {LIMIT}"
+    );
+
+    // Many at once: reservations hold the rest of the minute back.
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (http, url, key) = (env.http.clone(), env.url(""), keys[1].clone());
+            tokio::spawn(async move {
+                let mut used = 0;
+                for i in 0..15 {
+                    let resp = http
+                        .post(format!("{url}/v1/chat/completions"))
+                        .bearer_auth(&key)
+                        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": format!("burst {t} {i}")}]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    if resp.status() == 200 {
+                        used += reported_tokens("openai", &resp.text().await.unwrap());
+                    }
+                }
+                used
+            })
+        })
+        .collect();
+    let mut burst = 0;
+    for t in tasks {
+        burst += t.await.unwrap();
+    }
+    assert!(burst > 0);
+    assert!(
+        burst as f64 <= 1.1 * LIMIT as f64,
+        "burst: {burst} tokens used for a limit of {LIMIT} a minute"
+    );
 }

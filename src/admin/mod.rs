@@ -18,6 +18,8 @@ use serde_json::json;
 
 use crate::state::{Live, OpsError};
 
+mod host;
+
 #[derive(Clone)]
 struct Admin {
     live: Arc<Live>,
@@ -49,6 +51,10 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
         .route("/metrics", get(metrics))
         .route("/", get(dashboard))
         .merge(protected)
+        .layer(middleware::from_fn_with_state(
+            state.live.clone(),
+            host::check,
+        ))
         .with_state(state)
 }
 

@@ -58,6 +58,31 @@ pub struct GatewayConfig {
     pub max_headers: usize,
     /// Largest request head (line + headers), in bytes.
     pub max_header_bytes: usize,
+    /// A client must send its whole request body within this time after
+    /// its headers; else 408 and the connection is closed, so a slow body
+    /// cannot hold a concurrency slot.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Requests one app key may have in flight at once; none: a quarter of
+    /// `max_concurrent_requests`, so one tenant cannot take every slot.
+    pub max_concurrent_per_key: Option<usize>,
+    /// Connections one client address may hold open at once; more are
+    /// closed at accept. 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// `Host` names the admin listener answers to, besides loopback names
+    /// (`localhost`, `127.0.0.1`, `[::1]`, any port), so a DNS-rebinding
+    /// page cannot read it. Add the names you reach it by from outside.
+    pub admin_allowed_hosts: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Requests one app key may have in flight: the configured cap, or a
+    /// quarter of the gateway's, at least 1.
+    pub fn per_key_concurrency(&self) -> usize {
+        self.max_concurrent_per_key
+            .unwrap_or(self.max_concurrent_requests / 4)
+            .max(1)
+    }
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +97,10 @@ impl Default for GatewayConfig {
             header_read_timeout: Duration::from_secs(10),
             max_headers: 100,
             max_header_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(15),
+            max_concurrent_per_key: None,
+            max_connections_per_ip: 256,
+            admin_allowed_hosts: Vec::new(),
         }
     }
 }

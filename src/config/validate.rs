@@ -25,6 +25,26 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
             "must be greater than 0".into(),
         ));
     }
+    if cfg.gateway.body_read_timeout.is_zero() {
+        out.push((
+            "gateway.body_read_timeout".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+    if cfg.gateway.max_concurrent_per_key == Some(0) {
+        out.push((
+            "gateway.max_concurrent_per_key".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    for h in &cfg.gateway.admin_allowed_hosts {
+        if h.is_empty() || h.contains(['/', ' ', '@']) {
+            out.push((
+                "gateway.admin_allowed_hosts".into(),
+                format!("`{h}` is not a host name"),
+            ));
+        }
+    }
     if cfg.gateway.max_body_bytes == 0 {
         out.push((
             "gateway.max_body_bytes".into(),

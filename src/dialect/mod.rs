@@ -70,6 +70,8 @@ pub enum ErrorKind {
     Permission,
     NotFound,
     RequestTooLarge,
+    /// The client did not send its request in time (408).
+    RequestTimeout,
     UnsupportedMediaType,
     RateLimited,
     /// Anthropic's 529; other dialects answer 503.

@@ -471,6 +471,7 @@ fn error_meta(kind: ErrorKind) -> (u16, &'static str, Option<&'static str>) {
         ErrorKind::Permission => (403, "permission_error", None),
         ErrorKind::NotFound => (404, "invalid_request_error", Some("model_not_found")),
         ErrorKind::RequestTooLarge => (413, "invalid_request_error", Some("request_too_large")),
+        ErrorKind::RequestTimeout => (408, "invalid_request_error", Some("request_timeout")),
         ErrorKind::UnsupportedMediaType => (415, "invalid_request_error", None),
         ErrorKind::RateLimited => (429, "rate_limit_exceeded", Some("rate_limit_exceeded")),
         ErrorKind::Overloaded => (503, "server_error", Some("overloaded")),

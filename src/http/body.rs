@@ -1,5 +1,7 @@
 //! Request bodies: content type and size, enforced while the body streams in.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -24,9 +26,13 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads the body, stopping as soon as it passes `limit` bytes.
-pub async fn read(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
+/// Reads the body, stopping as soon as it passes `limit` bytes or when it
+/// has not all arrived within `deadline`.
+pub async fn read(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, GatewayError> {
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
+        return Err(GatewayError::BodyTimeout(deadline));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge(limit))

@@ -2,6 +2,7 @@
 //! authenticates, reads the body within its limit, decodes it to the
 //! canonical request, runs the failover loop, and encodes the answer.
 
+mod array;
 mod body;
 mod respond;
 mod responses;
@@ -9,7 +10,7 @@ mod responses;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -115,7 +116,10 @@ async fn handle(
     decode: impl FnOnce(&[u8]) -> Result<ChatRequest, DialectError>,
 ) -> Response {
     let decode = |b: bytes::Bytes| std::future::ready(decode(&b));
-    let answer = |route: &str, served, span| respond::answer(dialect, route, served, span);
+    let framing = respond::Framing::of(dialect, req.uri());
+    let answer = |route: &str, served, span, hold| {
+        respond::answer(dialect, route, served, span, framing, hold)
+    };
     handle_with(live, dialect, req, decode, answer).await
 }
 
@@ -125,7 +129,7 @@ async fn handle_with<F>(
     dialect: Dialect,
     req: Request<Body>,
     decode: impl FnOnce(bytes::Bytes) -> F,
-    answer: impl FnOnce(&str, Served, RequestSpan) -> Response,
+    answer: impl FnOnce(&str, Served, RequestSpan, respond::Hold) -> Response,
 ) -> Response
 where
     F: std::future::Future<Output = Result<ChatRequest, DialectError>>,
@@ -136,7 +140,7 @@ where
             telemetry::request(&ok.route, &ok.served.target.name, dialect.as_str(), "ok");
             span.served(&ok.served.target.name, ok.served.attempts.len());
             let trail = ok.explain.then(|| respond::trail(&ok.served.attempts));
-            let mut resp = answer(&ok.route, ok.served, span);
+            let mut resp = answer(&ok.route, ok.served, span, ok.hold);
             respond::set_header(
                 &mut resp,
                 "x-switchyard-explain",
@@ -152,9 +156,30 @@ where
             {
                 respond::set_header(&mut resp, "x-switchyard-explain", &respond::trail(attempts));
             }
+            if body_left_unread(&failed.error) {
+                // The rest of the body may still come: do not read it.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             resp
         }
     }
+}
+
+/// Refusals that may come before the whole body was read: the connection
+/// cannot carry another request, so it is closed with the answer.
+fn body_left_unread(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::MissingKey
+            | GatewayError::InvalidKey(_)
+            | GatewayError::KeyRateLimited { .. }
+            | GatewayError::UnsupportedMediaType
+            | GatewayError::BodyTooLarge(_)
+            | GatewayError::BodyTimeout(_)
+    )
 }
 
 /// A request some target answered.
@@ -163,6 +188,8 @@ struct Answered {
     served: Served,
     /// The app asked for the explain trail.
     explain: bool,
+    /// The key's slot and token reservation, kept until the answer ends.
+    hold: respond::Hold,
 }
 
 /// A request that ends with an error in the app's dialect.
@@ -180,6 +207,36 @@ impl From<GatewayError> for Failed {
     }
 }
 
+/// The most output tokens a request may generate when the app set no
+/// `max_tokens`: what the gateway asks Anthropic for in that case. Other
+/// vendors may generate more; the excess is charged when settled.
+const ASSUMED_MAX_OUTPUT: u64 = 4096;
+
+fn denied(route: &str, d: Denied) -> GatewayError {
+    match d {
+        Denied::Scope => GatewayError::OutOfScope(route.to_string()),
+        Denied::RateLimited { what, retry_after } => {
+            GatewayError::KeyRateLimited { what, retry_after }
+        }
+    }
+}
+
+/// The most output a request may generate: the app's `max_tokens` (or what
+/// the gateway sends when it gave none), for each of OpenAI's `n` choices.
+fn max_output(request: &ChatRequest) -> u64 {
+    let choices = request
+        .passthrough
+        .as_ref()
+        .and_then(|p| p.fields.get("n"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 128);
+    request
+        .max_tokens
+        .map_or(ASSUMED_MAX_OUTPUT, u64::from)
+        .saturating_mul(choices)
+}
+
 /// Everything between the request and the answer. `decode` may look
 /// things up (the Responses dialect resolves `previous_response_id`).
 async fn serve<F>(
@@ -193,6 +250,7 @@ where
     F: std::future::Future<Output = Result<ChatRequest, DialectError>>,
 {
     let snapshot = live.load();
+    let gateway = &snapshot.config.gateway;
     let (parts, body) = req.into_parts();
     let app_key = authenticate(
         live,
@@ -201,8 +259,25 @@ where
         &parts.headers,
         parts.uri.query(),
     )?;
+    // The key is known from the headers: its request rate and its share of
+    // the gateway are checked before a byte of the body is waited for.
+    let in_flight = match &app_key {
+        Some(key) => {
+            key.admit_request().map_err(|d| denied("", d))?;
+            Some(
+                key.enter(gateway.per_key_concurrency())
+                    .map_err(|d| denied("", d))?,
+            )
+        }
+        None => None,
+    };
     body::check_content_type(&parts.headers)?;
-    let bytes = body::read(body, snapshot.table.max_body_bytes).await?;
+    let bytes = body::read(
+        body,
+        snapshot.table.max_body_bytes,
+        gateway.body_read_timeout,
+    )
+    .await?;
     let body_len = bytes.len();
     let request = decode(bytes).await.map_err(GatewayError::BadRequest)?;
     let Some(route) = snapshot.table.routes.get(&request.model) else {
@@ -212,16 +287,15 @@ where
     if body_len > route.max_body_bytes {
         return Err(GatewayError::BodyTooLarge(route.max_body_bytes).into());
     }
-    if let Some(key) = &app_key {
-        let tokens = request.estimated_tokens() + u64::from(request.max_tokens.unwrap_or(0));
-        match key.admit(&route.name, tokens) {
-            Ok(()) => {}
-            Err(Denied::Scope) => return Err(GatewayError::OutOfScope(route.name.clone()).into()),
-            Err(Denied::RateLimited { what, retry_after }) => {
-                return Err(GatewayError::KeyRateLimited { what, retry_after }.into())
-            }
+    let reservation = match &app_key {
+        Some(key) if !key.may_use(&route.name) => {
+            return Err(denied(&route.name, Denied::Scope).into())
         }
-    }
+        Some(key) => key
+            .reserve(request.estimated_tokens(), max_output(&request))
+            .map_err(|d| denied(&route.name, d))?,
+        None => None,
+    };
     let fwd = Forwarded {
         anthropic_version: parts.headers.get("anthropic-version").cloned(),
     };
@@ -234,8 +308,16 @@ where
             route: route.name.clone(),
             served,
             explain,
+            hold: respond::Hold {
+                _in_flight: in_flight,
+                reservation,
+            },
         }),
         Err(error) => {
+            // Nothing was generated for the app: its tokens go back.
+            if let Some(r) = reservation {
+                r.settle(0);
+            }
             let outcome = match error {
                 GatewayError::Rejected { .. } | GatewayError::NoEligibleTarget { .. } => "rejected",
                 _ => "error",
@@ -291,15 +373,26 @@ fn authenticate(
     }
 }
 
-async fn list_models(
-    State(live): State<Arc<Live>>,
-    Query(_q): Query<Vec<(String, String)>>,
-) -> Response {
+/// `GET /v1/models`: the routes the caller's key may use, in OpenAI's list
+/// shape. Authenticated like every data-plane path, so the table's route
+/// names are not shown to anyone without a key.
+async fn list_models(State(live): State<Arc<Live>>, req: Request<Body>) -> Response {
     let snapshot = live.load();
+    let key = match authenticate(
+        &live,
+        &snapshot.auth,
+        Dialect::OpenAi,
+        req.headers(),
+        req.uri().query(),
+    ) {
+        Ok(key) => key,
+        Err(e) => return respond::error(Dialect::OpenAi, &e),
+    };
     let data: Vec<serde_json::Value> = snapshot
         .table
         .routes
         .keys()
+        .filter(|name| key.as_ref().is_none_or(|k| k.may_use(name)))
         .map(|name| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     respond::json(200, &serde_json::json!({"object": "list", "data": data}))

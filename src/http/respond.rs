@@ -36,13 +36,20 @@ fn api_error(dialect: Dialect, api: &ApiError, err: &GatewayError) -> Response {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if let GatewayError::Exhausted { attempts, route } = err {
-        set_header(&mut resp, "x-switchyard-route", route);
-        set_header(
-            &mut resp,
-            "x-switchyard-attempts",
-            &attempts.len().to_string(),
-        );
+    match err {
+        GatewayError::Exhausted { attempts, route } => {
+            set_header(&mut resp, "x-switchyard-route", route);
+            set_header(
+                &mut resp,
+                "x-switchyard-attempts",
+                &attempts.len().to_string(),
+            );
+        }
+        GatewayError::AllOut { route, .. } | GatewayError::NoEligibleTarget { route, .. } => {
+            set_header(&mut resp, "x-switchyard-route", route);
+            set_header(&mut resp, "x-switchyard-attempts", "0");
+        }
+        _ => {}
     }
     resp
 }
@@ -92,10 +99,57 @@ pub fn trail(attempts: &[Attempt]) -> String {
         .join(", ")
 }
 
+/// How a stream is written: SSE frames, or (Gemini without `?alt=sse`)
+/// one JSON array that grows chunk by chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    JsonArray,
+}
+
+impl Framing {
+    /// Gemini streams as SSE only when asked with `alt=sse`, as its API does.
+    pub fn of(dialect: Dialect, uri: &http::Uri) -> Framing {
+        let sse = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+        if dialect == Dialect::Gemini && !sse {
+            Framing::JsonArray
+        } else {
+            Framing::Sse
+        }
+    }
+}
+
+/// What a request holds of its key until its answer ends: one of the key's
+/// concurrent-request slots and its token reservation, settled with the
+/// usage the vendor reported.
+#[derive(Debug, Default)]
+pub struct Hold {
+    /// Held for its drop: the slot comes back when the answer ends.
+    pub _in_flight: Option<crate::keys::InFlight>,
+    pub reservation: Option<crate::keys::Reservation>,
+}
+
+impl Hold {
+    fn settle(&mut self, usage: Option<crate::model::Usage>) {
+        if let (Some(r), Some(u)) = (self.reservation.take(), usage) {
+            r.settle(u.input_tokens.saturating_add(u.output_tokens));
+        }
+    }
+}
+
 /// A good answer, encoded for the app.
 /// `span` and the serving operation end with the answer: here for a JSON
-/// body, with the body stream for a stream.
-pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) -> Response {
+/// body, with the body stream for a stream; `hold` too.
+pub fn answer(
+    dialect: Dialect,
+    route: &str,
+    served: Served,
+    span: RequestSpan,
+    framing: Framing,
+    hold: Hold,
+) -> Response {
     let body = move |r: &crate::model::ChatResponse| match dialect {
         Dialect::OpenAi => dialect::openai::encode_response(r),
         Dialect::Anthropic => dialect::anthropic::encode_response(r),
@@ -106,7 +160,26 @@ pub fn answer(dialect: Dialect, route: &str, served: Served, span: RequestSpan) 
             serde_json::to_vec(&v).expect("serialize JSON value")
         }
     };
-    answer_with(route, served, span, body, dialect::stream_encoder(dialect))
+    let encoder = match framing {
+        Framing::Sse => dialect::stream_encoder(dialect),
+        Framing::JsonArray => Box::new(super::array::JsonArray::new(dialect::stream_encoder(
+            dialect,
+        ))),
+    };
+    let mut resp = answer_with(route, served, span, body, encoder, hold);
+    if framing == Framing::JsonArray && is_stream(&resp) {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    resp
+}
+
+fn is_stream(resp: &Response) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == "text/event-stream")
 }
 
 /// [`answer`] with the app's encoders given: `body` for a complete answer,
@@ -117,6 +190,7 @@ pub fn answer_with(
     span: RequestSpan,
     body: impl FnOnce(&crate::model::ChatResponse) -> Vec<u8>,
     encoder: Box<dyn dialect::StreamEncoder>,
+    mut hold: Hold,
 ) -> Response {
     let target = served.target.name.clone();
     let op = served.operation;
@@ -126,6 +200,7 @@ pub fn answer_with(
             // The attempt's span ends before its parent's.
             drop(op);
             drop(span);
+            hold.settle(Some(r.usage));
             telemetry::tokens(route, &target, r.usage.input_tokens, r.usage.output_tokens);
             let body = body(&r);
             bytes_response(200, "application/json", Bytes::from(body))
@@ -137,6 +212,7 @@ pub fn answer_with(
                 last: None,
                 op,
                 span,
+                hold,
             };
             let stream = encode_stream(encoder, head, rest, tally);
             let mut r = Response::new(Body::from_stream(stream));
@@ -209,9 +285,10 @@ fn encode_stream(
     }
 }
 
-/// Counts a stream's tokens once, from its last usage event, and ends its
-/// attempt and request spans, when the stream is dropped (finished,
-/// broken, or abandoned by the app).
+/// Counts a stream's tokens once, from its last usage event, settles the
+/// key's reservation with them (a stream that reported no usage keeps what
+/// it reserved), and ends its attempt and request spans, when the stream is
+/// dropped (finished, broken, or abandoned by the app).
 struct Tally {
     route: String,
     target: String,
@@ -219,6 +296,7 @@ struct Tally {
     /// Declared before `span`: the attempt ends before its parent.
     op: Operation,
     span: RequestSpan,
+    hold: Hold,
 }
 
 impl Tally {
@@ -235,6 +313,7 @@ impl Drop for Tally {
         if let Some(u) = self.last {
             telemetry::tokens(&self.route, &self.target, u.input_tokens, u.output_tokens);
         }
+        self.hold.settle(self.last);
         self.span.summarize(&self.op);
     }
 }

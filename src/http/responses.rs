@@ -64,7 +64,7 @@ async fn create(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
             Ok(chat)
         }
     };
-    let answer = |route: &str, served, span| match lock(&decoded).take() {
+    let answer = |route: &str, served, span, hold| match lock(&decoded).take() {
         Some(turn) => {
             let meta = ResponseMeta::new(turn.0.echo.clone());
             let keep = turn.0.store.then(|| ctx.store.clone());
@@ -87,10 +87,10 @@ async fn create(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
                 }
                 serde_json::to_vec(&object).expect("serialize JSON value")
             };
-            respond::answer_with(route, served, span, body, encoder)
+            respond::answer_with(route, served, span, body, encoder, hold)
         }
         // `serve` answers only after `decode` succeeded, which set it.
-        None => respond::answer(DIALECT, route, served, span),
+        None => respond::answer(DIALECT, route, served, span, respond::Framing::Sse, hold),
     };
     super::handle_with(&ctx.live, DIALECT, req, decode, answer).await
 }

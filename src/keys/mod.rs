@@ -7,9 +7,11 @@
 //! a missing, unknown, expired or revoked key is refused.
 
 mod store;
+mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use window::{Full, TokenWindow};
 
 pub use store::{load_file, save_file, KeyFileError};
 
@@ -37,7 +40,9 @@ pub struct KeyRecord {
     pub expires: Option<u64>,
     /// Requests per minute.
     pub rpm: Option<u32>,
-    /// Prompt + completion tokens per minute (estimated at request time).
+    /// Prompt + completion tokens per minute: reserved at admission (prompt
+    /// estimate + the most output the request may ask for), settled with
+    /// the vendor's reported usage.
     pub tpm: Option<u32>,
     #[serde(default)]
     pub revoked: bool,
@@ -91,7 +96,10 @@ pub struct AppKey {
     pub name: String,
     routes: Option<BTreeSet<String>>,
     rpm: Option<DefaultDirectRateLimiter>,
-    tpm: Option<DefaultDirectRateLimiter>,
+    tpm: Option<TokenWindow>,
+    /// Requests of this key being served now (responses still streaming
+    /// included).
+    in_flight: AtomicUsize,
 }
 
 /// Why a key may not do what it asked.
@@ -107,39 +115,94 @@ pub enum Denied {
 }
 
 impl AppKey {
-    /// Checks scope and limits for one request of about `tokens` tokens.
-    pub fn admit(&self, route: &str, tokens: u64) -> Result<(), Denied> {
-        if self.routes.as_ref().is_some_and(|r| !r.contains(route)) {
-            return Err(Denied::Scope);
-        }
-        let clock = DefaultClock::default();
+    /// Whether the key's scope includes `route`.
+    pub fn may_use(&self, route: &str) -> bool {
+        self.routes.as_ref().is_none_or(|r| r.contains(route))
+    }
+
+    /// Counts one request against the requests-per-minute limit. Checked
+    /// as soon as the headers named the key, before the body is read, so a
+    /// key over its limit cannot hold a connection slot with a slow body.
+    pub fn admit_request(&self) -> Result<(), Denied> {
         if let Some(l) = &self.rpm {
             l.check().map_err(|n| Denied::RateLimited {
                 what: "requests per minute",
-                retry_after: n.wait_time_from(clock.now()),
+                retry_after: n.wait_time_from(DefaultClock::default().now()),
             })?;
         }
-        if let Some(l) = &self.tpm {
-            let n = NonZeroU32::new(u32::try_from(tokens).unwrap_or(u32::MAX).max(1))
-                .expect("at least 1");
-            match l.check_n(n) {
-                Ok(Ok(())) => {}
-                Ok(Err(not_until)) => {
-                    return Err(Denied::RateLimited {
-                        what: "tokens per minute",
-                        retry_after: not_until.wait_time_from(clock.now()),
-                    })
-                }
-                // More tokens than a whole minute allows: never admissible.
-                Err(_) => {
-                    return Err(Denied::RateLimited {
-                        what: "tokens per minute (this request alone exceeds the limit)",
-                        retry_after: Duration::from_secs(60),
-                    })
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// Takes one of the key's `cap` concurrent-request slots for as long as
+    /// the returned guard lives, so one key cannot hold every slot of the
+    /// gateway.
+    pub fn enter(self: &Arc<Self>, cap: usize) -> Result<InFlight, Denied> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= cap {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Denied::RateLimited {
+                what: "concurrent requests",
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        Ok(InFlight(self.clone()))
+    }
+
+    /// Reserves the tokens a request may use: about `prompt` tokens in and
+    /// at most `max_output` out. `None` when the key has no token limit.
+    /// The reservation must be settled with the vendor's usage; one that is
+    /// never settled keeps what it reserved.
+    pub fn reserve(
+        self: &Arc<Self>,
+        prompt: u64,
+        max_output: u64,
+    ) -> Result<Option<Reservation>, Denied> {
+        let Some(window) = &self.tpm else {
+            return Ok(None);
+        };
+        let second = window.now();
+        match window.reserve(second, prompt, prompt.saturating_add(max_output)) {
+            Ok(reserved) => Ok(Some(Reservation {
+                key: self.clone(),
+                second,
+                reserved,
+            })),
+            Err(Full::RetryAfter(retry_after)) => Err(Denied::RateLimited {
+                what: "tokens per minute",
+                retry_after,
+            }),
+            Err(Full::Never) => Err(Denied::RateLimited {
+                what: "tokens per minute (this request alone exceeds the limit)",
+                retry_after: Duration::from_secs(60),
+            }),
+        }
+    }
+}
+
+/// One of a key's concurrent-request slots; given back on drop.
+#[derive(Debug)]
+pub struct InFlight(Arc<AppKey>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tokens reserved for one request, until the vendor says what it used.
+#[derive(Debug)]
+pub struct Reservation {
+    key: Arc<AppKey>,
+    second: u64,
+    reserved: u64,
+}
+
+impl Reservation {
+    /// Charges what the request really used (prompt and output, as the
+    /// vendor reported): the unused part goes back, an excess is charged.
+    pub fn settle(self, used: u64) {
+        if let Some(window) = &self.key.tpm {
+            window.settle(window.now(), self.second, self.reserved, used);
+        }
     }
 }
 
@@ -179,16 +242,16 @@ impl KeyStore {
                 .filter(|(old, _)| old == &r)
                 .map(|(_, k)| k.clone());
             let key = reused.unwrap_or_else(|| {
-                let quota = |n: Option<u32>| {
-                    n.and_then(NonZeroU32::new)
-                        .map(|n| RateLimiter::direct(Quota::per_minute(n)))
-                };
                 Arc::new(AppKey {
                     name: r.name.clone(),
                     routes: (!r.routes.iter().any(|x| x == "*"))
                         .then(|| r.routes.iter().cloned().collect()),
-                    rpm: quota(r.rpm),
-                    tpm: quota(r.tpm),
+                    rpm: r
+                        .rpm
+                        .and_then(NonZeroU32::new)
+                        .map(|n| RateLimiter::direct(Quota::per_minute(n))),
+                    tpm: r.tpm.filter(|n| *n > 0).map(TokenWindow::new),
+                    in_flight: AtomicUsize::new(0),
                 })
             });
             by_mac.insert(digest, (r, key));
@@ -276,45 +339,49 @@ mod tests {
         );
         let s = store(vec![rec]);
         let k = s.authenticate(&key).unwrap();
-        assert_eq!(k.admit("claude", 1), Err(Denied::Scope));
-        assert_eq!(k.admit("gpt", 10), Ok(()));
-        assert_eq!(k.admit("gpt", 10), Ok(()));
+        assert!(!k.may_use("claude") && k.may_use("gpt"));
+        assert_eq!(k.admit_request(), Ok(()));
+        assert_eq!(k.admit_request(), Ok(()));
         assert!(matches!(
-            k.admit("gpt", 10),
+            k.admit_request(),
             Err(Denied::RateLimited {
                 what: "requests per minute",
                 ..
             })
         ));
-        let (rec, key) = create(
-            b"server-secret",
-            "b",
-            vec!["*".into()],
-            None,
-            None,
-            Some(100),
-        );
-        let k = store(vec![rec]).authenticate(&key).unwrap();
+        assert!(matches!(k.reserve(101, 0), Err(Denied::RateLimited { .. })));
+        let r = k.reserve(10, 4096).unwrap().unwrap();
         assert!(matches!(
-            k.admit("gpt", 101),
-            Err(Denied::RateLimited { .. })
-        ));
-        assert_eq!(k.admit("gpt", 60), Ok(()));
-        assert!(matches!(
-            k.admit("gpt", 60),
+            k.reserve(1, 0),
             Err(Denied::RateLimited {
                 what: "tokens per minute",
                 ..
             })
         ));
+        r.settle(40);
+        let r = k.reserve(10, 50).unwrap().unwrap();
+        r.settle(60);
+        assert!(k.reserve(1, 0).is_err(), "40 + 60 used: the minute is full");
+    }
+
+    #[test]
+    fn a_key_holds_at_most_its_share_of_concurrent_requests() {
+        let (rec, key) = create(b"server-secret", "a", vec!["*".into()], None, None, None);
+        let s = store(vec![rec]);
+        let k = s.authenticate(&key).unwrap();
+        let a = k.enter(2).unwrap();
+        let _b = k.enter(2).unwrap();
+        assert!(k.enter(2).is_err());
+        drop(a);
+        assert!(k.enter(2).is_ok());
     }
 
     #[test]
     fn limits_survive_a_rebuild_of_an_unchanged_key() {
         let (rec, key) = create(b"s", "a", vec!["*".into()], None, Some(1), None);
         let s1 = KeyStore::build(b"s".to_vec(), vec![rec.clone()], None);
-        s1.authenticate(&key).unwrap().admit("x", 1).unwrap();
+        s1.authenticate(&key).unwrap().admit_request().unwrap();
         let s2 = KeyStore::build(b"s".to_vec(), vec![rec], Some(&s1));
-        assert!(s2.authenticate(&key).unwrap().admit("x", 1).is_err());
+        assert!(s2.authenticate(&key).unwrap().admit_request().is_err());
     }
 }

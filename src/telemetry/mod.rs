@@ -44,6 +44,7 @@ pub const MALFORMED_EVENTS: &str = "switchyard_malformed_stream_events_total";
 pub const SPANS_DROPPED: &str = "switchyard_telemetry_spans_dropped_total";
 pub const EXPORT_FAILURES: &str = "switchyard_telemetry_export_failures_total";
 pub const STATE_PERSIST_FAILURES: &str = "switchyard_state_persist_failures_total";
+pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
 
 /// What kind of instrument a metric is, on both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,7 @@ pub const METRICS: &[MetricDef] = &[
     def(SPANS_DROPPED, "switchyard.telemetry.spans_dropped", Kind::Counter, "{span}", "Spans dropped because the export queue was full."),
     def(EXPORT_FAILURES, "switchyard.telemetry.export_failures", Kind::Counter, "{export}", "Span batches the collector did not take."),
     def(STATE_PERSIST_FAILURES, "switchyard.state.persist_failures", Kind::Counter, "{write}", "Writes of the state file (suspensions) that failed; the change stayed in force."),
+    def(ACCEPT_ERRORS, "switchyard.accept_errors", Kind::Counter, "{error}", "Failed accepts of client connections, by error (out_of_fds, out_of_memory, other)."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -293,6 +295,12 @@ pub fn state_persist_failure() {
 
 pub fn config_version(version: u64) {
     gauge!(CONFIG_VERSION).set(version as f64);
+}
+
+/// One failed `accept` on a listener; `error` is `out_of_fds`,
+/// `out_of_memory` or `other`.
+pub fn accept_error(error: &'static str) {
+    counter!(ACCEPT_ERRORS, "error" => error).increment(1);
 }
 
 pub(crate) fn spans_dropped(n: u64) {

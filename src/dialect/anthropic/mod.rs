@@ -355,6 +355,7 @@ fn error_meta(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::Permission => (403, "permission_error"),
         ErrorKind::NotFound => (404, "not_found_error"),
         ErrorKind::RequestTooLarge => (413, "request_too_large"),
+        ErrorKind::RequestTimeout => (408, "invalid_request_error"),
         ErrorKind::UnsupportedMediaType => (415, "invalid_request_error"),
         ErrorKind::RateLimited => (429, "rate_limit_error"),
         ErrorKind::Overloaded => (529, "overloaded_error"),

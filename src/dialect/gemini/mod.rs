@@ -131,6 +131,7 @@ fn error_meta(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::Permission => (403, "PERMISSION_DENIED"),
         ErrorKind::NotFound => (404, "NOT_FOUND"),
         ErrorKind::RequestTooLarge => (413, "INVALID_ARGUMENT"),
+        ErrorKind::RequestTimeout => (408, "DEADLINE_EXCEEDED"),
         ErrorKind::UnsupportedMediaType => (415, "INVALID_ARGUMENT"),
         ErrorKind::RateLimited => (429, "RESOURCE_EXHAUSTED"),
         ErrorKind::Overloaded => (503, "UNAVAILABLE"),
