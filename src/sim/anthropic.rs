@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
-use super::engine::{self, content_text, header_str, sse, Ctx, Dialect, Framer, Parsed};
+use super::engine::{self, content_text, header_str, history, sse, Ctx, Dialect, Framer, Parsed};
 use super::text::{words, Extract, Finish, Output, Plan, ToolDef};
 use super::{Simulator, Vendor};
 
@@ -66,6 +66,10 @@ fn parse(v: &Value) -> Result<Parsed, String> {
     for m in messages {
         ex.input_tokens += words(&message_text(m)) + 1;
     }
+    ex.history = history(messages.iter().map(|m| {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        (role, content_text(m.get("content").unwrap_or(&Value::Null)))
+    }));
     let is_result = |b: &Value| b.get("type").and_then(Value::as_str) == Some("tool_result");
     let user = messages.iter().rev().find(|m| {
         m.get("role").and_then(Value::as_str) == Some("user")

@@ -107,6 +107,19 @@ pub(crate) fn content_text(content: &Value) -> String {
     }
 }
 
+/// [`super::text::Extract::history`] from (role, text) pairs; a role of
+/// `model` (Gemini) counts as `assistant`.
+pub(crate) fn history<'a>(messages: impl Iterator<Item = (&'a str, String)>) -> Vec<String> {
+    messages
+        .filter(|(_, text)| !text.is_empty())
+        .filter_map(|(role, text)| match role {
+            "user" => Some(format!("user: {text}")),
+            "assistant" | "model" => Some(format!("assistant: {text}")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A header's value when present, valid text and non-empty.
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

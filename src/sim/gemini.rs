@@ -136,6 +136,10 @@ fn parse(v: &Value) -> Result<Parsed, String> {
             .collect();
         ex.input_tokens += words(&parts_text(c)) + words(&results.join(" ")) + 1;
     }
+    ex.history = super::engine::history(contents.iter().map(|c| {
+        let role = c.get("role").and_then(Value::as_str).unwrap_or("user");
+        (role, parts_text(c))
+    }));
     let is_user = |c: &Value| matches!(c.get("role").and_then(Value::as_str), Some("user") | None);
     let user = contents
         .iter()

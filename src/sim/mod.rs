@@ -4,7 +4,9 @@
 //! `demo`, the integration tests, drills and benchmarks need real vendors
 //! without keys or network. The simulator speaks each vendor's wire format
 //! (JSON and SSE, error shapes, auth headers), answers deterministically (see
-//! [`digest`]) so tests can predict replies, and takes per-model fault knobs
+//! [`digest`]; a multi-turn answer also carries `history=` a digest of every
+//! user and assistant text, so a test can prove the whole conversation
+//! arrived) so tests can predict replies, and takes per-model fault knobs
 //! ([`Knobs`]) so failover paths can be exercised on demand.
 //!
 //! URL layout (one listener):

@@ -84,6 +84,10 @@ fn parse(v: &Value) -> Result<Parsed, String> {
             .sum(),
         ..Extract::default()
     };
+    ex.history = engine::history(messages.iter().map(|m| {
+        let r = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        (r, content_text(&content(m)))
+    }));
     if let Some(m) = messages
         .iter()
         .rev()

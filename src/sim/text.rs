@@ -37,6 +37,11 @@ pub(crate) struct ToolDef {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Extract {
     pub last_user_text: String,
+    /// `user: TEXT` / `assistant: TEXT` for every user and assistant
+    /// message with text, in order (system and tool messages left out): a
+    /// multi-turn answer carries a digest of it, so a test can prove the
+    /// whole conversation reached the vendor.
+    pub history: Vec<String>,
     pub images: usize,
     /// Text of the tool result when the last message is one.
     pub tool_result: Option<String>,
@@ -126,6 +131,9 @@ pub(crate) fn plan(vendor: Vendor, model: &str, ex: &Extract) -> Plan {
         Some(result) => head.push(format!("tool-result={}", digest(result))),
         None => {
             head.push(format!("digest={}", digest(&ex.last_user_text)));
+            if ex.history.len() > 1 {
+                head.push(format!("history={}", digest(&ex.history.join("\n"))));
+            }
             if ex.images > 0 {
                 head.push(format!("images={}", ex.images));
             }
@@ -315,6 +323,26 @@ mod tests {
         assert!(plan(Vendor::Openai, "m", &e)
             .text()
             .contains(&format!("tool-result={}", digest("r"))));
+    }
+
+    #[test]
+    fn multi_turn_answers_carry_a_digest_of_the_conversation() {
+        let mut e = ex("two");
+        e.history = vec!["user: two".into()];
+        assert!(!plan(Vendor::Openai, "m", &e).text().contains("history="));
+        e.history = vec![
+            "user: one".into(),
+            "assistant: a".into(),
+            "user: two".into(),
+        ];
+        let want = format!(
+            "digest={} history={} alpha",
+            digest("two"),
+            digest("user: one\nassistant: a\nuser: two")
+        );
+        assert!(plan(Vendor::Openai, "m", &e).text().contains(&want));
+        e.tool_result = Some("r".into());
+        assert!(!plan(Vendor::Openai, "m", &e).text().contains("history="));
     }
 
     #[test]
