@@ -796,3 +796,48 @@ async fn a_prompt_too_long_for_every_target_gets_the_vendors_400() {
         "a target of unknown window is tried after a context-length error"
     );
 }
+
+#[tokio::test]
+async fn after_a_continuation_the_usage_counts_both_attempts() {
+    let usage_of = |text: &str| -> Value {
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| !v["usage"].is_null())
+            .map(|v| v["usage"].clone())
+            .expect("a usage chunk")
+    };
+    let ask = |route: &str| {
+        let mut body = user(route, "tell me a story");
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        body
+    };
+    let env = start(continuing).await;
+    // The same question answered by gpt alone, for its own output count.
+    let alone = usage_of(&drain(env.openai(ask("gpt")).await).await.0);
+    env.sim.set_knobs(
+        CLAUDE.0,
+        CLAUDE.1,
+        Knobs {
+            reset_after_tokens: Some(3),
+            ..Knobs::default()
+        },
+    );
+    let (text, _) = drain(env.openai(ask("frontier")).await).await;
+    assert!(text.contains("[openai/gpt-5]"), "continued: {text}");
+    let usage = usage_of(&text);
+    let out = usage["completion_tokens"].as_u64().unwrap();
+    let alone_out = alone["completion_tokens"].as_u64().unwrap();
+    // The continuation alone answers like gpt alone (plus a prefill in its
+    // prompt); the app received claude's first words on top of that.
+    assert!(
+        out > alone_out,
+        "output counts both attempts: {usage} vs gpt alone {alone}"
+    );
+    assert!(
+        usage["prompt_tokens"].as_u64() <= alone["prompt_tokens"].as_u64(),
+        "the prompt is counted once, without the prefill: {usage} vs {alone}"
+    );
+}

@@ -15,7 +15,7 @@ use super::decide::{self, Limits, Step, View};
 use super::recorder::{Observation, Recorder, Stage};
 use super::upstream::{self, Answer, EventStream};
 use crate::health::Admission;
-use crate::model::{ChatRequest, Message, Part, Role, StreamEvent};
+use crate::model::{ChatRequest, Message, Part, Role, StreamEvent, Usage};
 use crate::policy::{Route, Target};
 use crate::provider::Forwarded;
 use crate::state::Snapshot;
@@ -41,20 +41,34 @@ pub(super) struct Ctx {
 pub(super) fn wrap(head: &[StreamEvent], mut rest: EventStream, ctx: Ctx) -> EventStream {
     let mut delivered = String::new();
     let mut has_tools = false;
+    let mut first_usage = None;
     for e in head {
         track(e, &mut delivered, &mut has_tools);
+        if let StreamEvent::Usage(u) = e {
+            first_usage = Some(*u);
+        }
     }
     Box::pin(async_stream::stream! {
         let mut continued = false;
+        // Once continued: what the first attempt delivered, so the usage the
+        // app sees describes both attempts.
+        let mut before: Option<Usage> = None;
         // The continuation's attempt, once there is one: it sees the rest.
         let mut op: Option<Operation> = None;
         loop {
             match rest.next().await {
                 None => break,
-                Some(Ok(events)) => {
-                    for e in &events {
+                Some(Ok(mut events)) => {
+                    for e in &mut events {
                         track(e, &mut delivered, &mut has_tools);
-                        if let Some(op) = &mut op {
+                        match (e, before) {
+                            (StreamEvent::Usage(u), None) => first_usage = Some(*u),
+                            (StreamEvent::Usage(u), Some(b)) => *u = both(b, *u),
+                            _ => {}
+                        }
+                    }
+                    if let Some(op) = &mut op {
+                        for e in &events {
                             op.see(e);
                         }
                     }
@@ -70,7 +84,17 @@ pub(super) fn wrap(head: &[StreamEvent], mut rest: EventStream, ctx: Ctx) -> Eve
                     }
                     continued = true;
                     match resume(&ctx, &delivered).await {
-                        Some((first, next, started)) => {
+                        Some((mut first, next, started)) => {
+                            let b = first_usage.unwrap_or(Usage {
+                                input_tokens: ctx.req.estimated_tokens(),
+                                output_tokens: (delivered.len() as u64).div_ceil(4),
+                            });
+                            before = Some(b);
+                            for e in &mut first {
+                                if let StreamEvent::Usage(u) = e {
+                                    *u = both(b, *u);
+                                }
+                            }
                             tracing::debug!(route = %ctx.route.name, error = %cut, "stream continued on a fallback");
                             rest = next;
                             op = Some(started);
@@ -113,6 +137,16 @@ impl View for NoProbe<'_> {
 
     fn withdraw_retry(&self) -> bool {
         false
+    }
+}
+
+/// The usage of a continued answer: the app's prompt once (the
+/// continuation's own input repeats it, plus the prefill), and the output
+/// of both attempts.
+fn both(before: Usage, continuation: Usage) -> Usage {
+    Usage {
+        input_tokens: before.input_tokens,
+        output_tokens: before.output_tokens + continuation.output_tokens,
     }
 }
 
