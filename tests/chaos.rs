@@ -198,3 +198,24 @@ async fn a_fault_expires_on_its_own() {
     .await;
     assert_eq!(status, 400, "unknown fields are rejected");
 }
+
+#[tokio::test]
+async fn injected_latency_runs_under_the_same_deadline_as_a_vendor_delay() {
+    let env = start(|c| {
+        c.chaos.enabled = true;
+        let r = c.routes.get_mut("frontier").unwrap();
+        r.header_timeout = Duration::from_millis(400);
+        r.first_token_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let (status, body) = inject(&env, "claude", json!({"kind": "latency", "ms": 3000}), "1m").await;
+    assert_eq!(status, 200, "{body}");
+    for (stream, reason) in [(false, "timeout"), (true, "first_token_timeout")] {
+        let (target, trail, _) = explain(&env, "frontier", stream).await;
+        assert_eq!(target, "gpt", "the delay counts against the deadline");
+        assert!(
+            trail.starts_with(&format!("claude;outcome={reason};")),
+            "{trail}"
+        );
+    }
+}

@@ -56,28 +56,35 @@ pub async fn attempt(
     } else {
         total.min(route.header_timeout)
     };
-    if let Some(f) = &fault {
-        match f.before_send(provider.dialect()).await {
-            Before::Send => {}
-            Before::Fail(e) => return Err(e),
-            Before::Hang => {
-                tokio::time::sleep_until(started + head_deadline).await;
-                return Err(if req.stream {
-                    UpstreamError::FirstTokenTimeout(route.first_token_timeout)
-                } else {
-                    UpstreamError::Timeout
-                });
-            }
+    // What a vendor that never answers in time looks like.
+    let no_head = || {
+        if req.stream {
+            UpstreamError::FirstTokenTimeout(route.first_token_timeout)
+        } else {
+            UpstreamError::Timeout
         }
-        if req.stream && started.elapsed() >= route.first_token_timeout {
-            return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout));
+    };
+    if let Some(f) = &fault {
+        // A gateway-side delay runs under the same deadline as a vendor's,
+        // so drills measure the real failover time.
+        match tokio::time::timeout_at(started + head_deadline, f.before_send(provider.dialect()))
+            .await
+        {
+            Ok(Before::Send) => {}
+            Ok(Before::Fail(e)) => return Err(e),
+            Ok(Before::Hang) => {
+                tokio::time::sleep_until(started + head_deadline).await;
+                return Err(no_head());
+            }
+            Err(_) => return Err(no_head()),
         }
     }
+    let left = head_deadline.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(no_head());
+    }
     let trace = op.traceparent();
-    let resp = match provider
-        .send(&target.model, req, fwd, trace, head_deadline)
-        .await
-    {
+    let resp = match provider.send(&target.model, req, fwd, trace, left).await {
         Err(UpstreamError::Timeout) if req.stream => {
             return Err(UpstreamError::FirstTokenTimeout(route.first_token_timeout))
         }
