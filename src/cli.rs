@@ -480,6 +480,9 @@ fn check(path: &Path, diff: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    for w in config::warnings(&config) {
+        eprintln!("warning: {w}");
+    }
     let Some(other) = diff else {
         println!(
             "{}: ok ({} providers, {} targets, {} routes)",

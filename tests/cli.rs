@@ -90,3 +90,29 @@ fn serve_refuses_to_start_without_an_admin_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SWITCHYARD_ADMIN_TOKEN"));
 }
+
+#[test]
+fn check_warns_when_no_target_of_a_route_states_its_window() {
+    let out = bin().args(["check", "routes.toml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("context_window"),
+        "the shipped table states its windows: {err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blind.toml");
+    let text = std::fs::read_to_string("routes.toml").unwrap();
+    let blind: String = text
+        .lines()
+        .filter(|l| !l.starts_with("context_window"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, blind).unwrap();
+    let out = bin().arg("check").arg(&path).output().unwrap();
+    assert!(out.status.success(), "a warning, not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: route `frontier`: no target states its context_window"),
+        "{err}"
+    );
+}

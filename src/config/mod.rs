@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::validate;
+pub use validate::{validate, warnings};
 
 /// The whole file. Tables keyed by name (not arrays) so that env overrides
 /// such as `SWITCHYARD_ROUTES__FRONTIER__MAX_ATTEMPTS=2` can reach them.

@@ -183,3 +183,24 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
     }
     out
 }
+
+/// Things a valid table may get wrong, for `switchyard check` to warn
+/// about: a route none of whose targets states its `context_window` can
+/// fail a long prompt over only blindly, and answers it with the vendor's
+/// 400 when every target refused it.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    cfg.routes
+        .iter()
+        .filter(|(_, r)| {
+            r.targets
+                .iter()
+                .all(|t| cfg.targets.get(t).is_none_or(|t| t.context_window.is_none()))
+        })
+        .map(|(name, _)| {
+            format!(
+                "route `{name}`: no target states its context_window (each is planned as {}); set them so long prompts go to a target that fits",
+                super::defaults::CONTEXT_WINDOW
+            )
+        })
+        .collect()
+}

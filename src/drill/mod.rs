@@ -230,7 +230,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, DrillError> {
         ))
     });
     report.dir = dir.clone();
-    report::write(&report, &dir)?;
+    write_report(&report, &dir)?;
     Ok(report)
 }
 
@@ -381,4 +381,18 @@ fn summary(load: &Load) -> report::LoadSummary {
             .map(|(d, w)| (d.as_str().to_string(), *w))
             .collect(),
     }
+}
+
+/// Writes `report.json` and `report.html` into `dir` (created if needed).
+fn write_report(report: &Report, dir: &Path) -> Result<(), DrillError> {
+    let err = |path: PathBuf| move |source| DrillError::Write { path, source };
+    std::fs::create_dir_all(dir).map_err(err(dir.to_path_buf()))?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| DrillError::Write {
+        path: dir.join("report.json"),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(dir.join("report.json"), json).map_err(err(dir.join("report.json")))?;
+    let html = html::render(report);
+    std::fs::write(dir.join("report.html"), html).map_err(err(dir.join("report.html")))?;
+    Ok(())
 }

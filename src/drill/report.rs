@@ -1,10 +1,11 @@
 //! The drill report: totals, a per-second view of outcomes and of which
 //! target served, the timeline as it ran, the gateway's audit events and
-//! each SLO's verdict. Written as `report.json` and a self-contained
-//! `report.html` (see [`super::html`]).
+//! each SLO's verdict; `drill::run` writes it as `report.json` and a
+//! self-contained `report.html` (rendered by `super::html`, which reads
+//! this module, never the reverse).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +13,6 @@ use serde_json::Value;
 use super::load::{Outcome, Record};
 use super::slo::{percentile, SloResult};
 use super::timeline::{Applied, Sample};
-use super::DrillError;
 
 /// Everything a drill found.
 #[derive(Debug, Clone, Serialize)]
@@ -275,18 +275,4 @@ pub fn events(raw: &[Value], started_unix_ms: u64) -> Vec<EventOut> {
             after: s(e, "after"),
         })
         .collect()
-}
-
-/// Writes `report.json` and `report.html` into `dir` (created if needed).
-pub fn write(report: &Report, dir: &Path) -> Result<(), DrillError> {
-    let err = |path: PathBuf| move |source| DrillError::Write { path, source };
-    std::fs::create_dir_all(dir).map_err(err(dir.to_path_buf()))?;
-    let json = serde_json::to_vec_pretty(report).map_err(|e| DrillError::Write {
-        path: dir.join("report.json"),
-        source: std::io::Error::other(e),
-    })?;
-    std::fs::write(dir.join("report.json"), json).map_err(err(dir.join("report.json")))?;
-    let html = super::html::render(report);
-    std::fs::write(dir.join("report.html"), html).map_err(err(dir.join("report.html")))?;
-    Ok(())
 }
