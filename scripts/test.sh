@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (Debian's
-# chromium + chromedriver for the dashboard test, a Python venv with the
-# official SDKs and, for the OTLP receiver, grpcio + opentelemetry-proto),
-# builds, runs the Rust tests and the examples' smoke runs, then the SDK,
-# browser and telemetry tests against live `switchyard demo`s (the
-# receiver runs inside pytest).
+# chromium + chromedriver for the dashboard test, redis-server for the fleet
+# tests, a Python venv with the official SDKs and, for the OTLP receiver,
+# grpcio + opentelemetry-proto), builds, runs the Rust tests and the
+# examples' smoke runs, then the SDK, browser and telemetry tests against
+# live `switchyard demo`s (the receiver runs inside pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,13 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+
+echo "== system packages (redis-server for the fleet tests)"
+if ! command -v redis-server >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends redis-server
 fi
 
 echo "== python venv with the official SDKs"

@@ -28,6 +28,8 @@ pub enum StartError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Watch(#[from] crate::reload::WatchError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,6 +54,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub live: Arc<Live>,
+    /// This replica's link to the fleet; `None` outside fleet mode.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _watch: Option<crate::reload::Watch>,
@@ -68,6 +72,8 @@ impl Gateway {
 }
 
 pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
+    let redis_url = crate::fleet::redis_url(&config.fleet, &opts.env);
+    let fleet_config = config.fleet.clone();
     let live = Arc::new(Live::new(config, opts.path.clone(), opts.env)?);
     let _ = live
         .admin_token_digest
@@ -88,7 +94,24 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         addr: opts.admin_listen,
         source,
     })?;
-    let tasks = vec![
+    let (fleet, fleet_tasks) = match redis_url {
+        Some(url) => {
+            let addresses = crate::fleet::Addresses {
+                data: addr,
+                admin: admin_addr,
+            };
+            let (fleet, tasks) = crate::fleet::Fleet::start(
+                live.clone(),
+                &fleet_config,
+                &url,
+                addresses,
+                stopped.clone(),
+            )?;
+            (Some(fleet), tasks)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut tasks = vec![
         tokio::spawn(serve(
             data,
             crate::http::router(live.clone(), limits.max_concurrent),
@@ -98,18 +121,20 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         )),
         tokio::spawn(serve(
             admin,
-            crate::admin::router(live.clone(), &opts.admin_token),
+            crate::admin::router(live.clone(), &opts.admin_token, fleet.clone()),
             limits,
             "admin",
             wait(stopped.clone()),
         )),
         tokio::spawn(expire_suspensions(live.clone(), wait(stopped))),
     ];
+    tasks.extend(fleet_tasks);
     tracing::info!(%addr, %admin_addr, "gateway listening");
     Ok(Gateway {
         addr,
         admin_addr,
         live,
+        fleet,
         stop,
         tasks,
         _watch: watch,

@@ -56,6 +56,9 @@ enum Command {
         /// Print the admin API's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show the fleet's replicas (fleet mode) instead of the table.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Take a target out of every route at once.
     Suspend {
@@ -65,12 +68,18 @@ enum Command {
         /// How long, e.g. 30m or 2h; until resumed when absent.
         #[arg(long = "for")]
         for_: Option<String>,
+        /// Fleet mode: return once written, without waiting for the acks.
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
     /// Put a suspended target back.
     Resume {
         target: String,
+        /// Fleet mode: return once written, without waiting for the acks.
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -222,10 +231,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Status { admin, json } => {
-            let v = admin_call(&admin, reqwest::Method::GET, "/admin/routes", None).await?;
+        Command::Status { admin, json, fleet } => {
+            let path = if fleet {
+                "/admin/fleet"
+            } else {
+                "/admin/routes"
+            };
+            let v = admin_call(&admin, reqwest::Method::GET, path, None).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if fleet {
+                print_fleet(&v);
             } else {
                 print_status(&v);
             }
@@ -255,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             target,
             reason,
             for_,
+            no_wait,
             admin,
         } => {
             if let Some(d) = &for_ {
@@ -263,7 +280,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 switchyard::state::check_ttl(parsed).with_context(|| format!("--for {d}"))?;
             }
             let body = serde_json::json!({"reason": reason, "for": for_});
-            let path = format!("/admin/targets/{target}/suspend");
+            let path = format!("/admin/targets/{target}/suspend{}", wait_query(no_wait));
             let v = admin_call(&admin, reqwest::Method::POST, &path, Some(body)).await?;
             let until = v["suspension"]["until"]
                 .as_u64()
@@ -274,18 +291,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{target} suspended ({until}): traffic moves to the next target of each route"
             );
             warn_unpersisted(&v);
-            Ok(ExitCode::SUCCESS)
+            Ok(fleet_outcome(&v))
         }
-        Command::Resume { target, admin } => {
-            let path = format!("/admin/targets/{target}/resume");
+        Command::Resume {
+            target,
+            no_wait,
+            admin,
+        } => {
+            let path = format!("/admin/targets/{target}/resume{}", wait_query(no_wait));
             let v = admin_call(&admin, reqwest::Method::POST, &path, None).await?;
             if v["resumed"] == true {
                 println!("{target} resumed");
             } else {
-                println!("{target} was not suspended; nothing changed");
+                println!("{target} was not suspended here; nothing changed on this replica");
             }
             warn_unpersisted(&v);
-            Ok(ExitCode::SUCCESS)
+            Ok(fleet_outcome(&v))
         }
     }
 }
@@ -582,6 +603,86 @@ async fn admin_call(
 fn warn_unpersisted(v: &serde_json::Value) {
     if let Some(w) = v["warning"].as_str() {
         eprintln!("warning: {w}");
+    }
+}
+
+fn wait_query(no_wait: bool) -> &'static str {
+    if no_wait {
+        "?wait=false"
+    } else {
+        ""
+    }
+}
+
+/// Prints the fleet line of a suspend / resume answer (fleet mode only):
+/// `applied on 3/3 replicas in 41 ms`. Exit 1 when a live replica did not
+/// ack in time or Redis could not take the change.
+fn fleet_outcome(v: &serde_json::Value) -> ExitCode {
+    let f = &v["fleet"];
+    if f.is_null() {
+        return ExitCode::SUCCESS;
+    }
+    if let Some(e) = f["error"].as_str() {
+        eprintln!("not fleet-wide: {e}");
+        return ExitCode::FAILURE;
+    }
+    if f["waited"] == false {
+        println!(
+            "sent to the fleet as epoch {}; not waiting for acks",
+            f["epoch"]
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "applied on {}/{} replicas in {} ms",
+        f["applied"], f["replicas"], f["ms"]
+    );
+    let missing: Vec<&str> = f["missing"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("no ack in time from: {}", missing.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+/// The fleet view: one line per live replica.
+fn print_fleet(v: &serde_json::Value) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    println!(
+        "fleet {} at epoch {} (seen from {})",
+        v["name"].as_str().unwrap_or("?"),
+        v["epoch"],
+        v["replica"].as_str().unwrap_or("?")
+    );
+    println!();
+    println!(
+        "{:<24} {:<22} {:<22} {:<8} {:<17} {:>6} {:>10}",
+        "REPLICA", "DATA", "ADMIN", "VERSION", "ROUTES", "EPOCH", "HEARTBEAT"
+    );
+    for r in v["replicas"].as_array().into_iter().flatten() {
+        let mut routes = r["routes_hash"].as_str().unwrap_or("?").to_string();
+        if r["routes_differ"] == true {
+            routes.push_str(" DIFFERS");
+        }
+        let age = now.saturating_sub(r["heartbeat_ms"].as_u64().unwrap_or(now));
+        println!(
+            "{:<24} {:<22} {:<22} {:<8} {:<17} {:>6} {:>8}ms ago",
+            r["id"].as_str().unwrap_or("?"),
+            r["data"].as_str().unwrap_or("?"),
+            r["admin"].as_str().unwrap_or("?"),
+            r["version"].as_str().unwrap_or("?"),
+            routes,
+            r["epoch"],
+            age
+        );
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`health`]: per-target state (suspension, ejection, probes) and retry budgets.
 //! - [`events`]: the audit trail.
 //! - [`state`]: the live snapshot behind an `ArcSwap`; [`reload`]: file watching.
+//! - [`fleet`]: fleet mode: ops changes shared and acknowledged through Redis.
 //! - [`http`]: data-plane ingress handlers, one per dialect.
 //! - [`admin`]: the control plane (health, reload).
 //! - [`telemetry`]: metric names and recording helpers, `/metrics` rendering.
@@ -30,6 +31,7 @@ pub mod drill;
 pub mod error;
 pub mod events;
 pub mod failover;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

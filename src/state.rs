@@ -627,7 +627,8 @@ fn inputs_digest(routes: &[u8], config: &Config) -> [u8; 32] {
 }
 
 /// Refuses a reload that changes a setting only read at start: the
-/// `[gateway]` keys not in [`RELOADABLE_GATEWAY_KEYS`], and `[telemetry]`.
+/// `[gateway]` keys not in [`RELOADABLE_GATEWAY_KEYS`], `[telemetry]` and
+/// `[fleet]`.
 fn start_only_changes(old: &Config, new: &Config, path: &std::path::Path) -> Result<(), LoadError> {
     let mut changed = Vec::new();
     let sections = [
@@ -637,6 +638,7 @@ fn start_only_changes(old: &Config, new: &Config, path: &std::path::Path) -> Res
             json_map(&old.telemetry),
             json_map(&new.telemetry),
         ),
+        ("fleet", json_map(&old.fleet), json_map(&new.fleet)),
     ];
     for (section, before, after) in &sections {
         let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::state::{Live, OpsError};
 
+mod fleet;
 mod host;
 
 #[derive(Clone)]
@@ -25,13 +26,16 @@ struct Admin {
     live: Arc<Live>,
     token: Arc<str>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Fleet mode: ops changes are also published to the other replicas.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
-pub fn router(live: Arc<Live>, token: &str) -> Router {
+pub fn router(live: Arc<Live>, token: &str, fleet: Option<Arc<crate::fleet::Fleet>>) -> Router {
     let state = Admin {
         live,
         token: Arc::from(token),
         metrics: crate::telemetry::install(),
+        fleet,
     };
     let protected = Router::new()
         .route("/admin/routes", get(routes))
@@ -42,6 +46,7 @@ pub fn router(live: Arc<Live>, token: &str) -> Router {
             "/admin/targets/{target}/chaos",
             post(set_chaos).delete(clear_chaos),
         )
+        .route("/admin/fleet", get(fleet::view))
         .route("/admin/events", get(events))
         .route("/admin/events/stream", get(event_stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -223,6 +228,7 @@ struct SuspendBody {
 async fn suspend(
     State(admin): State<Admin>,
     Path(target): Path<String>,
+    Query(wait): Query<fleet::Wait>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -235,15 +241,25 @@ async fn suspend(
         }
     };
     let reason = parsed.reason.unwrap_or_else(|| "suspended by ops".into());
+    let actor = actor(&headers);
     match admin
         .live
-        .suspend(&target, &reason, &actor(&headers), parsed.for_)
+        .suspend(&target, &reason, &actor, parsed.for_)
         .await
     {
         Ok(applied) => {
             let mut body =
                 json!({"target": target, "state": "suspended", "suspension": applied.value});
             persisted(&mut body, applied.persist_error);
+            fleet::publish(
+                &admin,
+                &mut body,
+                &target,
+                Some(applied.value),
+                &actor,
+                wait,
+            )
+            .await;
             Json(body).into_response()
         }
         Err(e) => ops_error(e),
@@ -253,19 +269,23 @@ async fn suspend(
 async fn resume(
     State(admin): State<Admin>,
     Path(target): Path<String>,
+    Query(wait): Query<fleet::Wait>,
     headers: HeaderMap,
 ) -> Response {
-    match admin.live.resume(&target, &actor(&headers), "resume").await {
-        Ok(applied) => {
-            let mut body = match applied.value {
-                Some(old) => json!({"target": target, "resumed": true, "was": old}),
-                None => json!({"target": target, "resumed": false, "note": "it was not suspended"}),
-            };
-            persisted(&mut body, applied.persist_error);
-            Json(body).into_response()
-        }
-        Err(e) => ops_error(e),
-    }
+    let actor = actor(&headers);
+    let applied = match admin.live.resume(&target, &actor, "resume").await {
+        Ok(applied) => applied,
+        Err(e) => return ops_error(e),
+    };
+    let mut body = match applied.value {
+        Some(old) => json!({"target": target, "resumed": true, "was": old}),
+        None => json!({"target": target, "resumed": false, "note": "it was not suspended"}),
+    };
+    persisted(&mut body, applied.persist_error);
+    // Published even when it was not suspended here: another replica may
+    // still hold the suspension.
+    fleet::publish(&admin, &mut body, &target, None, &actor, wait).await;
+    Json(body).into_response()
 }
 
 /// Says whether an applied change reached the state file. A change that

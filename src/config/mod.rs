@@ -30,6 +30,7 @@ pub struct Config {
     pub chaos: ChaosConfig,
     pub telemetry: TelemetryConfig,
     pub responses: ResponsesConfig,
+    pub fleet: FleetConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,
@@ -205,6 +206,41 @@ impl Default for TelemetryConfig {
             capture_content: false,
             propagate_to_upstream: false,
             queue_size: 2048,
+        }
+    }
+}
+
+/// Fleet mode (contract §7): replicas share suspensions through Redis.
+/// Off unless `redis_url` (or `$SWITCHYARD_REDIS_URL`) is set; read once
+/// at start (a reload does not change it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// `redis://HOST:PORT/DB`; none and no `$SWITCHYARD_REDIS_URL`: a
+    /// single gateway, with no Redis connection and no background task.
+    pub redis_url: Option<String>,
+    /// The fleet's key prefix in Redis: replicas with the same name share
+    /// one policy.
+    pub name: String,
+    /// This replica's id in the fleet view; default host name + pid.
+    pub replica: Option<String>,
+    /// A replica whose heartbeat is older than this leaves the fleet view,
+    /// and acknowledgements stop waiting for it.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_ttl: Duration,
+    /// How long a suspend / resume waits for every live replica's ack.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            redis_url: None,
+            name: "switchyard".into(),
+            replica: None,
+            heartbeat_ttl: Duration::from_secs(6),
+            ack_timeout: Duration::from_secs(2),
         }
     }
 }

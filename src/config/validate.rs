@@ -76,6 +76,7 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
     if cfg.telemetry.queue_size == 0 {
         out.push(("telemetry.queue_size".into(), "must be at least 1".into()));
     }
+    out.extend(fleet(&cfg.fleet));
     let h = &cfg.health;
     if h.consecutive_failures == 0 {
         out.push((
@@ -203,4 +204,40 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             )
         })
         .collect()
+}
+
+fn fleet(f: &super::FleetConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(url) = &f.redis_url {
+        let parsed = reqwest::Url::parse(url);
+        if !url.starts_with("redis://") || parsed.is_err() {
+            out.push((
+                "fleet.redis_url".into(),
+                "must be a redis://HOST:PORT/DB URL".into(),
+            ));
+        }
+    }
+    let name_ok = !f.name.is_empty()
+        && f.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        out.push((
+            "fleet.name".into(),
+            "must be non-empty letters, digits, `-`, `_` or `.`".into(),
+        ));
+    }
+    if f.replica
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.len() > 128)
+    {
+        out.push(("fleet.replica".into(), "must be 1 to 128 characters".into()));
+    }
+    if f.heartbeat_ttl < std::time::Duration::from_secs(1) {
+        out.push(("fleet.heartbeat_ttl".into(), "must be at least 1s".into()));
+    }
+    if f.ack_timeout.is_zero() {
+        out.push(("fleet.ack_timeout".into(), "must be greater than 0".into()));
+    }
+    out
 }

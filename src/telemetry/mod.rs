@@ -45,6 +45,7 @@ pub const SPANS_DROPPED: &str = "switchyard_telemetry_spans_dropped_total";
 pub const EXPORT_FAILURES: &str = "switchyard_telemetry_export_failures_total";
 pub const STATE_PERSIST_FAILURES: &str = "switchyard_state_persist_failures_total";
 pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
+pub const FLEET_LINK_UP: &str = "switchyard_fleet_link_up";
 
 /// What kind of instrument a metric is, on both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +120,7 @@ pub const METRICS: &[MetricDef] = &[
     def(EXPORT_FAILURES, "switchyard.telemetry.export_failures", Kind::Counter, "{export}", "Span batches the collector did not take."),
     def(STATE_PERSIST_FAILURES, "switchyard.state.persist_failures", Kind::Counter, "{write}", "Writes of the state file (suspensions) that failed; the change stayed in force."),
     def(ACCEPT_ERRORS, "switchyard.accept_errors", Kind::Counter, "{error}", "Failed accepts of client connections, by error (out_of_fds, out_of_memory, other)."),
+    def(FLEET_LINK_UP, "switchyard.fleet.link_up", Kind::Gauge, "1", "1 while this replica's link to the fleet's Redis works, 0 while it serves on its last known state."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -291,6 +293,11 @@ pub fn reload(result: &'static str) {
 /// A write of the state file failed (the ops change it carried stayed).
 pub fn state_persist_failure() {
     counter!(STATE_PERSIST_FAILURES).increment(1);
+}
+
+/// The fleet link of `replica` went up or down (fleet mode only).
+pub fn fleet_link(replica: &str, up: bool) {
+    gauge!(FLEET_LINK_UP, "replica" => replica.to_string()).set(if up { 1.0 } else { 0.0 });
 }
 
 pub fn config_version(version: u64) {

@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub mod redis_server;
+
 use switchyard::app::{self, Gateway, Options};
 use switchyard::config::Config;
 use switchyard::sim::Simulator;

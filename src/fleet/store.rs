@@ -1,0 +1,353 @@
+//! The fleet's layout in Redis, and every command the fleet sends. Nothing
+//! here touches the live state: `link` decides what to do with the answers.
+//!
+//! Keys, under the fleet's `name`:
+//! - `{name}:epoch` — the change counter (INCR); missing means an empty
+//!   Redis (new fleet, or restarted without persistence).
+//! - `{name}:changes` — append-only stream of changes, one entry per epoch.
+//! - `{name}:suspensions` — hash target → suspension JSON: the current state.
+//! - `{name}:changed_at` — hash target → unix ms of its last change (the
+//!   conflict rule's clock).
+//! - `{name}:acks` — stream of (replica, applied epoch), so waiters block
+//!   on a read instead of polling.
+//! - `{name}:replica:{id}` — hash with the replica's heartbeat; expires
+//!   after the heartbeat TTL. `{name}:replicas` — sorted set of ids.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use serde::Serialize;
+
+/// Stream entries kept (approximately): enough for any replica that is
+/// merely slow; a replica further behind re-syncs from the state hash.
+const STREAM_LEN: u64 = 10_000;
+
+/// One change in one atomic step: check the conflict clock, bump the epoch,
+/// update the state hash, append to the stream. Returns the epoch, or 0
+/// when a newer change to the same target is already there.
+const WRITE: &str = r"
+local last = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+if ARGV[7] == '1' and last > tonumber(ARGV[6]) then return 0 end
+local e = redis.call('INCR', KEYS[1])
+if ARGV[2] == 'suspend' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+else
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'epoch', e, 'target', ARGV[1],
+  'op', ARGV[2], 'suspension', ARGV[3], 'actor', ARGV[4], 'origin', ARGV[5], 'time_ms', ARGV[6])
+return e
+";
+
+/// A change as written to the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub target: String,
+    /// `None`: resume.
+    pub suspension: Option<crate::health::Suspension>,
+    pub actor: String,
+    pub origin: String,
+    /// When the operator made it (unix ms): the conflict rule's clock.
+    pub time_ms: u64,
+}
+
+/// A change read back from the stream.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub epoch: u64,
+    pub change: Change,
+}
+
+/// What a replica publishes about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Replica {
+    pub id: String,
+    pub data: String,
+    pub admin: String,
+    pub version: String,
+    pub routes_hash: String,
+    pub epoch: u64,
+    pub heartbeat_ms: u64,
+}
+
+/// The state read in one MULTI/EXEC: where the streams end and what is
+/// suspended as of `epoch`.
+pub struct State {
+    pub epoch: u64,
+    pub changes_id: String,
+    pub acks_id: String,
+    pub suspensions: HashMap<String, String>,
+}
+
+/// Key names of one fleet.
+pub struct Store {
+    epoch: String,
+    pub changes: String,
+    suspensions: String,
+    changed_at: String,
+    pub acks: String,
+    replicas: String,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl Store {
+    pub fn new(name: &str) -> Store {
+        Store {
+            epoch: format!("{name}:epoch"),
+            changes: format!("{name}:changes"),
+            suspensions: format!("{name}:suspensions"),
+            changed_at: format!("{name}:changed_at"),
+            acks: format!("{name}:acks"),
+            replicas: format!("{name}:replicas"),
+            prefix: format!("{name}:replica:"),
+            script: redis::Script::new(WRITE),
+        }
+    }
+
+    /// Writes one change; `Ok(None)` when a newer change to the same target
+    /// won (only with `only_if_newer`, used for changes made offline).
+    pub async fn write(
+        &self,
+        con: &mut ConnectionManager,
+        c: &Change,
+        only_if_newer: bool,
+    ) -> redis::RedisResult<Option<u64>> {
+        let (op, suspension) = match &c.suspension {
+            Some(s) => ("suspend", serde_json::to_string(s).unwrap_or_default()),
+            None => ("resume", String::new()),
+        };
+        let epoch: u64 = self
+            .script
+            .key(&self.epoch)
+            .key(&self.changes)
+            .key(&self.suspensions)
+            .key(&self.changed_at)
+            .arg(&c.target)
+            .arg(op)
+            .arg(suspension)
+            .arg(&c.actor)
+            .arg(&c.origin)
+            .arg(c.time_ms)
+            .arg(if only_if_newer { "1" } else { "0" })
+            .arg(STREAM_LEN)
+            .invoke_async(con)
+            .await?;
+        Ok((epoch > 0).then_some(epoch))
+    }
+
+    /// Whether the fleet has any history: false on an empty Redis.
+    pub async fn has_epoch(&self, con: &mut ConnectionManager) -> redis::RedisResult<bool> {
+        redis::cmd("EXISTS").arg(&self.epoch).query_async(con).await
+    }
+
+    /// The epoch, the ends of both streams and the suspensions, atomically.
+    pub async fn state(&self, con: &mut ConnectionManager) -> redis::RedisResult<State> {
+        let (epoch, changes, acks, suspensions): (
+            Option<u64>,
+            StreamRangeReply,
+            StreamRangeReply,
+            HashMap<String, String>,
+        ) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(&self.epoch)
+            .cmd("XREVRANGE")
+            .arg(&self.changes)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("XREVRANGE")
+            .arg(&self.acks)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("HGETALL")
+            .arg(&self.suspensions)
+            .query_async(con)
+            .await?;
+        let last = |r: StreamRangeReply| r.ids.into_iter().next().map_or("0-0".into(), |i| i.id);
+        Ok(State {
+            epoch: epoch.unwrap_or(0),
+            changes_id: last(changes),
+            acks_id: last(acks),
+            suspensions,
+        })
+    }
+
+    /// Blocks up to `block` for entries after the two cursors.
+    pub async fn read(
+        &self,
+        con: &mut ConnectionManager,
+        changes_id: &str,
+        acks_id: &str,
+        block: Duration,
+    ) -> redis::RedisResult<Option<StreamReadReply>> {
+        redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(512)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.changes)
+            .arg(&self.acks)
+            .arg(changes_id)
+            .arg(acks_id)
+            .query_async(con)
+            .await
+    }
+
+    /// Records `epoch` as applied by `replica`, in its hash and on the ack
+    /// stream.
+    pub async fn ack(
+        &self,
+        con: &mut ConnectionManager,
+        replica: &str,
+        epoch: u64,
+    ) -> redis::RedisResult<()> {
+        redis::pipe()
+            .cmd("HSET")
+            .arg(format!("{}{replica}", self.prefix))
+            .arg("epoch")
+            .arg(epoch)
+            .ignore()
+            .cmd("XADD")
+            .arg(&self.acks)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_LEN)
+            .arg("*")
+            .arg("replica")
+            .arg(replica)
+            .arg("epoch")
+            .arg(epoch)
+            .ignore()
+            .query_async(con)
+            .await
+    }
+
+    /// Publishes `r` with a TTL: the replica leaves the view when it stops.
+    pub async fn heartbeat(
+        &self,
+        con: &mut ConnectionManager,
+        r: &Replica,
+        ttl: Duration,
+    ) -> redis::RedisResult<()> {
+        let key = format!("{}{}", self.prefix, r.id);
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("id")
+            .arg(&r.id)
+            .arg("data")
+            .arg(&r.data)
+            .arg("admin")
+            .arg(&r.admin)
+            .arg("version")
+            .arg(&r.version)
+            .arg("routes_hash")
+            .arg(&r.routes_hash)
+            .arg("epoch")
+            .arg(r.epoch)
+            .arg("heartbeat_ms")
+            .arg(r.heartbeat_ms)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis() as u64)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&self.replicas)
+            .arg(r.heartbeat_ms)
+            .arg(&r.id)
+            .ignore()
+            .query_async(con)
+            .await
+    }
+
+    /// The live replicas (heartbeat key not expired), by id; forgets the
+    /// ids of dead ones.
+    pub async fn replicas(&self, con: &mut ConnectionManager) -> redis::RedisResult<Vec<Replica>> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&self.replicas)
+            .arg(0)
+            .arg(-1)
+            .query_async(con)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(format!("{}{id}", self.prefix));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(con).await?;
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (id, h) in ids.into_iter().zip(hashes) {
+            if h.is_empty() {
+                dead.push(id);
+                continue;
+            }
+            let field = |k: &str| h.get(k).cloned().unwrap_or_default();
+            let number = |k: &str| h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+            live.push(Replica {
+                id,
+                data: field("data"),
+                admin: field("admin"),
+                version: field("version"),
+                routes_hash: field("routes_hash"),
+                epoch: number("epoch"),
+                heartbeat_ms: number("heartbeat_ms"),
+            });
+        }
+        if !dead.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("ZREM")
+                .arg(&self.replicas)
+                .arg(dead)
+                .query_async(con)
+                .await;
+        }
+        Ok(live)
+    }
+
+    /// The current epoch (0 on an empty Redis).
+    pub async fn epoch(&self, con: &mut ConnectionManager) -> redis::RedisResult<u64> {
+        let e: Option<u64> = redis::cmd("GET").arg(&self.epoch).query_async(con).await?;
+        Ok(e.unwrap_or(0))
+    }
+}
+
+/// Reads one stream entry back into a change; `None` if malformed.
+pub fn entry(id: &redis::streams::StreamId) -> Option<Entry> {
+    let text = |k: &str| id.get::<String>(k);
+    let suspension = match text("op")?.as_str() {
+        "suspend" => Some(serde_json::from_str(&text("suspension")?).ok()?),
+        "resume" => None,
+        _ => return None,
+    };
+    Some(Entry {
+        epoch: text("epoch")?.parse().ok()?,
+        change: Change {
+            target: text("target")?,
+            suspension,
+            actor: text("actor").unwrap_or_default(),
+            origin: text("origin").unwrap_or_default(),
+            time_ms: text("time_ms").and_then(|t| t.parse().ok()).unwrap_or(0),
+        },
+    })
+}
+
+/// Reads one ack entry: (replica, epoch).
+pub fn ack(id: &redis::streams::StreamId) -> Option<(String, u64)> {
+    Some((
+        id.get::<String>("replica")?,
+        id.get::<String>("epoch")?.parse().ok()?,
+    ))
+}

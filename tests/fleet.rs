@@ -1,0 +1,476 @@
+//! Fleet mode against a real `redis-server`: three in-process replicas,
+//! each with its own routes file, all pointing at one simulator.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::Redis;
+use common::{user, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use switchyard::app::{self, Gateway, Options};
+use switchyard::sim::{Simulator, Vendor};
+
+const CLAUDE: &str = "claude-sonnet-4-5";
+
+struct Fleet {
+    redis: Redis,
+    sim: Simulator,
+    gws: Vec<Option<Gateway>>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The demo table on `sim`, in fleet mode as replica `id`.
+fn routes(sim: std::net::SocketAddr, redis: &Redis, id: &str, extra: &str) -> String {
+    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim.to_string());
+    format!(
+        "{table}\n[fleet]\nredis_url = \"{}\"\nreplica = \"{id}\"\nheartbeat_ttl = \"2s\"\nack_timeout = \"2s\"\n{extra}",
+        redis.url()
+    )
+}
+
+impl Fleet {
+    /// Redis, the simulator and `n` replicas `r0..`; replica `odd` (if
+    /// any) gets a routes file with one more route.
+    async fn start(n: usize, odd: Option<usize>) -> Fleet {
+        let redis = Redis::start().await;
+        let sim = Simulator::new();
+        let sim_addr = sim
+            .spawn(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("simulator");
+        let dir = tempfile::tempdir().unwrap();
+        let mut gws = Vec::new();
+        for i in 0..n {
+            let extra = if odd == Some(i) {
+                "\n[routes.extra]\ntargets = [\"gpt\"]\n"
+            } else {
+                ""
+            };
+            let path = dir.path().join(format!("routes-{i}.toml"));
+            std::fs::write(&path, routes(sim_addr, &redis, &format!("r{i}"), extra)).unwrap();
+            let config = switchyard::config::load_file(&path).expect("valid table");
+            let opts = Options {
+                path: Some(path),
+                env: switchyard::demo::env(),
+                listen: ([127, 0, 0, 1], 0).into(),
+                admin_listen: ([127, 0, 0, 1], 0).into(),
+                admin_token: ADMIN_TOKEN.into(),
+            };
+            gws.push(Some(
+                app::start(config, opts).await.expect("replica starts"),
+            ));
+        }
+        let fleet = Fleet {
+            redis,
+            sim,
+            gws,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        fleet.wait_for_replicas(0, n).await;
+        fleet
+    }
+
+    fn gw(&self, i: usize) -> &Gateway {
+        self.gws[i].as_ref().expect("replica running")
+    }
+
+    async fn admin(&self, i: usize, method: reqwest::Method, path: &str) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("http://{}{path}", self.gw(i).admin_addr))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("x-switchyard-actor", "test")
+            .send()
+            .await
+            .expect("admin answers");
+        resp.json().await.expect("json")
+    }
+
+    async fn suspend(&self, i: usize, target: &str) -> Value {
+        let path = format!("/admin/targets/{target}/suspend");
+        self.admin(i, reqwest::Method::POST, &path).await
+    }
+
+    async fn resume(&self, i: usize, target: &str) -> Value {
+        let path = format!("/admin/targets/{target}/resume");
+        self.admin(i, reqwest::Method::POST, &path).await
+    }
+
+    async fn view(&self, i: usize) -> Value {
+        self.admin(i, reqwest::Method::GET, "/admin/fleet").await
+    }
+
+    async fn state(&self, i: usize, target: &str) -> String {
+        let v = self.admin(i, reqwest::Method::GET, "/admin/routes").await;
+        v["targets"][target]["state"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until replica `i` sees `n` live replicas, each linked.
+    async fn wait_for_replicas(&self, i: usize, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.view(i).await;
+            if v["replicas"].as_array().map(Vec::len) == Some(n) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fleet view never showed {n} replicas: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until replica `i` lost its link and got it back, by its
+    /// audit trail.
+    async fn wait_for_link_up(&self, i: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.admin(i, reqwest::Method::GET, "/admin/events").await;
+            let kinds: Vec<String> = events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["kind"].as_str())
+                .filter(|k| k.starts_with("fleet_link"))
+                .map(str::to_string)
+                .collect();
+            let down = kinds.iter().any(|k| k == "fleet_link_down");
+            if down && kinds.last().map(String::as_str) == Some("fleet_link_up") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica {i}: link never came back: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until every running replica reports `target` in `state`.
+    async fn converge(&self, target: &str, state: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut all = true;
+            for i in 0..self.gws.len() {
+                if self.gws[i].is_some() && self.state(i, target).await != state {
+                    all = false;
+                }
+            }
+            if all {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{target} never became {state} on every replica"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn chat(&self, i: usize, text: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/v1/chat/completions", self.gw(i).addr))
+            .bearer_auth("app-key")
+            .json(&user("frontier", text))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+}
+
+fn assert_all_acked(v: &Value, n: u64) {
+    let f = &v["fleet"];
+    assert_eq!(f["replicas"], n, "{v}");
+    assert_eq!(f["applied"], n, "{v}");
+    assert_eq!(f["missing"], json!([]), "{v}");
+    assert!(f.get("error").is_none(), "{v}");
+}
+
+/// Load spread over the replicas: `workers` loops, each request to the
+/// next replica in turn, until stopped. Returns (ok, errors).
+struct Load {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    ok: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+}
+
+fn load(fleet: &Fleet, workers: usize) -> Load {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let addrs: Vec<_> = fleet.gws.iter().flatten().map(|g| g.addr).collect();
+    let tasks = (0..workers)
+        .map(|w| {
+            let (addrs, stopped) = (addrs.clone(), stopped.clone());
+            let (ok, errors) = (ok.clone(), errors.clone());
+            let http = reqwest::Client::new();
+            tokio::spawn(async move {
+                let mut n = w;
+                while !*stopped.borrow() {
+                    let addr = addrs[n % addrs.len()];
+                    n += 1;
+                    let status = http
+                        .post(format!("http://{addr}/v1/chat/completions"))
+                        .bearer_auth("app-key")
+                        .json(&user("frontier", "load"))
+                        .send()
+                        .await
+                        .map_or(0, |r| r.status().as_u16());
+                    if status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    Load {
+        stop,
+        tasks,
+        ok,
+        errors,
+    }
+}
+
+impl Load {
+    async fn finish(self) -> (u64, u64) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_on_one_replica_is_acked_by_all_and_stops_their_traffic() {
+    let fleet = Fleet::start(3, Some(2)).await;
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "before").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), 3);
+
+    let v = fleet.suspend(0, "claude").await;
+    assert_all_acked(&v, 3);
+    let at_ack = fleet.sim.count(Vendor::Anthropic, CLAUDE);
+    for n in 0..12 {
+        assert_eq!(fleet.chat(n % 3, "after").await, 200);
+    }
+    assert_eq!(
+        fleet.sim.count(Vendor::Anthropic, CLAUDE),
+        at_ack,
+        "no replica sent the suspended target a request after the ack"
+    );
+    for i in 0..3 {
+        assert_eq!(fleet.state(i, "claude").await, "suspended");
+    }
+    // The other replicas audit the change with the replica it came from.
+    let events = fleet.admin(1, reqwest::Method::GET, "/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "suspend" && e["actor"] == "test@r0"),
+        "{events}"
+    );
+
+    // The view: every replica, its epoch, and the odd routes file flagged.
+    let view = fleet.view(1).await;
+    let replicas = view["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 3, "{view}");
+    for r in replicas {
+        assert!(r["epoch"].as_u64().unwrap() >= v["fleet"]["epoch"].as_u64().unwrap());
+        assert_eq!(r["routes_differ"], r["id"] == "r2", "{view}");
+        assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    let v = fleet.resume(2, "claude").await;
+    assert_all_acked(&v, 3);
+    for i in 0..3 {
+        assert_eq!(fleet.state(i, "claude").await, "healthy");
+        assert_eq!(fleet.chat(i, "back").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), at_ack + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flips_on_random_replicas_under_load_are_all_acked_without_client_errors() {
+    let fleet = Fleet::start(3, None).await;
+    let load = load(&fleet, 12);
+    let mut acks = Vec::new();
+    for flip in 0..20 {
+        let i = rand::random_range(0..3);
+        let v = if flip % 2 == 0 {
+            fleet.suspend(i, "claude").await
+        } else {
+            fleet.resume(i, "claude").await
+        };
+        assert_all_acked(&v, 3);
+        acks.push(v["fleet"]["ms"].as_u64().unwrap());
+    }
+    let (ok, errors) = load.finish().await;
+    assert_eq!(errors, 0, "client errors under flips ({ok} ok)");
+    assert!(ok > 0);
+    fleet
+        .converge("claude", "healthy", Duration::from_secs(5))
+        .await;
+    acks.sort_unstable();
+    println!(
+        "ack latency over {} flips: p50 {} ms, p99 {} ms, max {} ms ({ok} requests, 0 errors)",
+        acks.len(),
+        percentile(&acks, 0.5),
+        percentile(&acks, 0.99),
+        acks[acks.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_leaves_the_view_and_acks_do_not_wait_for_it() {
+    let mut fleet = Fleet::start(3, None).await;
+    fleet.gws[2].take().unwrap().shutdown().await;
+    // Gone within the heartbeat TTL (2 s), plus a beat.
+    fleet.wait_for_replicas(0, 2).await;
+    let v = fleet.suspend(0, "claude").await;
+    assert_all_acked(&v, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_replica_that_does_not_ack_is_named_and_the_cli_exits_1() {
+    let fleet = Fleet::start(2, None).await;
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let admin = format!("http://{}", fleet.gw(0).admin_addr);
+    let out = tokio::process::Command::new(bin)
+        .args(["suspend", "claude", "--admin", &admin])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("applied on 2/2 replicas in "), "{stdout}");
+
+    // A replica that heartbeats but never applies anything (hung).
+    let mut con = fleet.redis.client().await;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg("switchyard:replica:ghost")
+        .arg("id")
+        .arg("ghost")
+        .arg("epoch")
+        .arg(0)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg("switchyard:replica:ghost")
+        .arg(60_000)
+        .ignore()
+        .cmd("ZADD")
+        .arg("switchyard:replicas")
+        .arg(1)
+        .arg("ghost")
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let out = tokio::process::Command::new(bin)
+        .args(["resume", "claude", "--admin", &admin])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("applied on 2/3 replicas in "), "{stdout}");
+    assert!(stderr.contains("no ack in time from: ghost"), "{stderr}");
+
+    // --no-wait returns once written.
+    let out = tokio::process::Command::new(bin)
+        .args(["suspend", "claude", "--no-wait", "--admin", &admin])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("not waiting for acks"), "{stdout}");
+    fleet
+        .converge("claude", "suspended", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_the_suspensions_back_from_the_replicas() {
+    let mut fleet = Fleet::start(3, None).await;
+    assert_all_acked(&fleet.suspend(1, "claude").await, 3);
+    fleet.redis.restart_empty().await;
+    let mut con = fleet.redis.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Option<String> = redis::cmd("HGET")
+            .arg("switchyard:suspensions")
+            .arg("claude")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if held.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the suspension was never re-seeded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet.wait_for_replicas(0, 3).await;
+    for i in 0..3 {
+        assert_eq!(fleet.state(i, "claude").await, "suspended");
+        fleet.wait_for_link_up(i).await;
+    }
+    // And the fleet works on the new Redis.
+    assert_all_acked(&fleet.resume(2, "claude").await, 3);
+    fleet
+        .converge("claude", "healthy", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_fails_no_request_and_the_fleet_converges_after() {
+    let fleet = Fleet::start(3, None).await;
+    let load = load(&fleet, 12);
+    fleet.redis.freeze();
+    let v = fleet.suspend(0, "claude").await;
+    assert!(
+        v["fleet"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("redis unreachable")),
+        "{v}"
+    );
+    assert_eq!(v["state"], "suspended", "applied locally: {v}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fleet.redis.thaw();
+    fleet
+        .converge("claude", "suspended", Duration::from_secs(10))
+        .await;
+    let (ok, errors) = load.finish().await;
+    assert_eq!(errors, 0, "client errors with Redis frozen ({ok} ok)");
+    assert!(ok > 0);
+    fleet.wait_for_replicas(0, 3).await;
+    assert_all_acked(&fleet.resume(1, "claude").await, 3);
+}
