@@ -327,6 +327,10 @@ pub struct ProviderConfig {
     /// `openai_compatible` only: the server understands `tool_choice: required`.
     #[serde(default = "defaults::yes")]
     pub tool_choice_required: bool,
+    /// `kind = "openai"` only: the API requests go to, `chat` (Chat
+    /// Completions) or `responses` (for models served only there).
+    #[serde(default)]
+    pub api: OpenAiApi,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,6 +394,15 @@ pub struct RouteConfig {
     /// forwarding only the continuation. Never in a turn with tool calls.
     #[serde(default)]
     pub continue_on_cut: bool,
+}
+
+/// Which OpenAI API an `openai` provider is called through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApi {
+    #[default]
+    Chat,
+    Responses,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,6 +109,12 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
                 "this provider kind needs api_key_env or api_key_file".into(),
             ));
         }
+        if p.api == crate::config::OpenAiApi::Responses && p.kind != ProviderKind::OpenAi {
+            out.push((
+                key.clone() + ".api",
+                "`api = \"responses\"` is for `kind = \"openai\"` providers only".into(),
+            ));
+        }
         if p.api_key_env.is_some() && p.api_key_file.is_some() {
             out.push((
                 key.clone() + ".api_key_file",

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 
 pub use secret::Secret;
 
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::{OpenAiApi, ProviderConfig, ProviderKind};
 use crate::dialect::{self, openai::Flavor};
 use crate::error::UpstreamError;
 use crate::model::{ChatRequest, Dialect};
@@ -126,6 +126,7 @@ impl Provider {
     pub fn dialect(&self) -> Dialect {
         match self.kind {
             ProviderKind::Anthropic => Dialect::Anthropic,
+            ProviderKind::OpenAi if self.config.api == OpenAiApi::Responses => Dialect::Responses,
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Dialect::OpenAi,
             ProviderKind::Gemini => Dialect::Gemini,
         }
@@ -164,6 +165,9 @@ impl Provider {
     fn url(&self, model: &str, stream: bool) -> String {
         match self.kind {
             ProviderKind::Anthropic => format!("{}/v1/messages", self.base_url),
+            ProviderKind::OpenAi if self.config.api == OpenAiApi::Responses => {
+                format!("{}/responses", self.base_url)
+            }
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 format!("{}/chat/completions", self.base_url)
             }
@@ -180,6 +184,9 @@ impl Provider {
     fn body(&self, model: &str, req: &ChatRequest) -> serde_json::Value {
         match self.kind {
             ProviderKind::Anthropic => dialect::anthropic::encode_request(req, model),
+            ProviderKind::OpenAi if self.config.api == OpenAiApi::Responses => {
+                dialect::responses::encode_request(req, model)
+            }
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 dialect::openai::encode_request(req, model, self.flavor)
             }

@@ -11,7 +11,7 @@
 //!
 //! URL layout (one listener):
 //! - `POST /anthropic/v1/messages`
-//! - `POST /openai/v1/chat/completions`
+//! - `POST /openai/v1/chat/completions`, `POST /openai/v1/responses`
 //! - `POST /local/v1/chat/completions`
 //! - `POST /gemini/{v1beta|v1}/models/{model}:generateContent`
 //! - `POST /gemini/{v1beta|v1}/models/{model}:streamGenerateContent[?alt=sse]`
@@ -23,6 +23,7 @@ mod control;
 mod engine;
 mod gemini;
 mod openai;
+mod responses;
 mod server;
 mod text;
 
@@ -180,6 +181,7 @@ impl Simulator {
         Router::new()
             .route("/anthropic/v1/messages", post(anthropic::handle))
             .route("/openai/v1/chat/completions", post(openai::handle_openai))
+            .route("/openai/v1/responses", post(responses::handle))
             .route("/local/v1/chat/completions", post(openai::handle_local))
             .route("/gemini/{version}/models/{call}", post(gemini::handle))
             .route(

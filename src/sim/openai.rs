@@ -158,7 +158,7 @@ fn pick_tool(v: &Value) -> Option<ToolDef> {
 }
 
 /// OpenAI's (or, with `local`, vLLM's) wire shapes.
-struct Chat {
+pub(crate) struct Chat {
     local: bool,
 }
 
@@ -179,6 +179,9 @@ fn usage(plan: &Plan) -> Value {
 }
 
 impl Chat {
+    /// OpenAI proper, whose auth and errors the Responses API shares.
+    pub(crate) const OPENAI: Chat = Chat { local: false };
+
     fn id(&self, ctx: &Ctx) -> String {
         format!("chatcmpl-sim{:016x}", ctx.seq)
     }
