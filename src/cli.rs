@@ -101,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         command: DrillCommand,
     },
+    /// Abuse detection: scan a traffic log, or generate a labelled one.
+    Abuse {
+        #[command(subcommand)]
+        command: AbuseCommand,
+    },
     /// Ask a running gateway to re-read its routes file.
     Reload {
         /// Apply the new table even if it drops routes that took traffic in
@@ -134,6 +139,32 @@ enum KeysCommand {
     List,
     /// Revoke a key by name.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum AbuseCommand {
+    /// Flag campaign keys in a traffic log (contract §9); one JSON line per flag.
+    Scan {
+        /// The traffic log (JSON lines sorted by ts); `-` for stdin.
+        file: PathBuf,
+        /// Write flags here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a labelled synthetic traffic log (genuine and campaign families).
+    Generate {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated hours.
+        #[arg(long, default_value_t = 6.0)]
+        hours: f64,
+        /// The traffic log to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the labels (key, family, campaign) as JSON lines.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Abuse { command } => abuse(command),
         Command::Status { admin, json, fleet } => {
             let path = if fleet {
                 "/admin/fleet"
@@ -782,5 +814,63 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+fn abuse(command: AbuseCommand) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, BufReader, BufWriter, Write};
+    use switchyard::abuse;
+    match command {
+        AbuseCommand::Scan { file, out } => {
+            let input: Box<dyn BufRead> = if file == Path::new("-") {
+                Box::new(BufReader::new(std::io::stdin().lock()))
+            } else {
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(BufWriter::new(std::io::stdout().lock())),
+            };
+            let summary = abuse::scan::scan(input, abuse::Settings::default(), |flag| {
+                serde_json::to_writer(&mut sink, flag)?;
+                sink.write_all(b"\n")
+            })
+            .with_context(|| format!("scanning {}", file.display()))?;
+            sink.flush().context("writing flags")?;
+            eprintln!(
+                "scanned {} lines, flagged {} keys",
+                summary.lines, summary.keys_flagged
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AbuseCommand::Generate {
+            seed,
+            hours,
+            out,
+            labels,
+        } => {
+            if !(hours > 0.0 && hours <= 24.0 * 14.0) {
+                bail!("--hours {hours}: give a duration between 0 and 336 hours");
+            }
+            let traffic = abuse::synth::generate(seed, hours);
+            std::fs::write(&out, traffic.log_jsonl())
+                .with_context(|| format!("writing {}", out.display()))?;
+            if let Some(l) = &labels {
+                std::fs::write(l, traffic.labels_jsonl())
+                    .with_context(|| format!("writing {}", l.display()))?;
+            }
+            eprintln!(
+                "wrote {} requests from {} keys to {}",
+                traffic.events.len(),
+                traffic.labels.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

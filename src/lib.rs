@@ -7,6 +7,8 @@
 //! Module map, in dependency order (each imports only those above it):
 //! - [`model`]: the canonical request, response and stream-event types.
 //! - [`dialect`]: one module per wire format, converting to and from `model`.
+//! - [`abuse`]: distillation and key-farm detection over request records
+//!   (offline scan and synthetic traffic; no I/O).
 //! - [`config`]: `routes.toml` mirror, validation with positions, loading.
 //! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks.
 //! - [`policy`]: the compiled routing table; pure target selection.
@@ -21,6 +23,7 @@
 //! - [`sim`]: the vendor simulator used by `demo`, tests and benchmarks.
 //! - [`app`]: wiring for `serve`; [`demo`]: the embedded default table.
 
+pub mod abuse;
 pub mod admin;
 pub mod app;
 pub mod config;
