@@ -94,6 +94,22 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
         addr: opts.admin_listen,
         source,
     })?;
+    let responses = live.load().config.responses.clone();
+    let turns: Arc<dyn crate::conversation::TurnStore> = match &redis_url {
+        Some(url) => Arc::new(
+            crate::fleet::turns::SharedTurns::new(
+                url,
+                &fleet_config.name,
+                responses.store_ttl,
+                responses.store_max_bytes,
+            )
+            .map_err(crate::fleet::FleetError::from)?,
+        ),
+        None => Arc::new(crate::conversation::MemoryStore::new(
+            responses.store_ttl,
+            responses.store_max_bytes,
+        )),
+    };
     let (fleet, fleet_tasks) = match redis_url {
         Some(url) => {
             let addresses = crate::fleet::Addresses {
@@ -114,7 +130,7 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     let mut tasks = vec![
         tokio::spawn(serve(
             data,
-            crate::http::router(live.clone(), limits.max_concurrent),
+            crate::http::router(live.clone(), limits.max_concurrent, turns),
             limits,
             "data",
             wait(stopped.clone()),

@@ -5,27 +5,35 @@
 //! route and answered in the app's own dialect.
 //!
 //! Module map, in dependency order (each imports only those above it):
+//! - [`clock`]: wall-clock seconds for TTLs and display.
 //! - [`model`]: the canonical request, response and stream-event types.
-//! - [`dialect`]: one module per wire format, converting to and from `model`.
+//! - [`dialect`]: one module per wire format, converting to and from `model`;
+//!   the vendor-error taxonomy.
+//! - [`error`]: failure classes, the one class → decision table, gateway errors.
+//! - [`conversation`]: the Responses API's turn store.
 //! - [`abuse`]: distillation and key-farm detection over request records
 //!   (offline scan and synthetic traffic; no I/O).
 //! - [`config`]: `routes.toml` mirror, validation with positions, loading.
-//! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks.
+//! - [`telemetry`]: metric names and recording helpers, spans, `/metrics`.
+//! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks;
+//!   chaos faults at that boundary.
 //! - [`policy`]: the compiled routing table; pure target selection.
-//! - [`failover`]: the one loop that walks a route's targets.
 //! - [`health`]: per-target state (suspension, ejection, probes) and retry budgets.
-//! - [`events`]: the audit trail.
-//! - [`state`]: the live snapshot behind an `ArcSwap`; [`reload`]: file watching.
+//! - [`events`]: the audit trail. [`keys`]: app keys and their limits.
+//! - [`state`]: the live snapshot behind an `ArcSwap`; suspend, resume, reload.
+//! - [`failover`]: the decision function, its executor and the one recorder.
 //! - [`fleet`]: fleet mode: ops changes shared and acknowledged through Redis.
+//! - [`reload`]: file watching.
 //! - [`http`]: data-plane ingress handlers, one per dialect.
-//! - [`admin`]: the control plane (health, reload).
-//! - [`telemetry`]: metric names and recording helpers, `/metrics` rendering.
+//! - [`admin`]: the control plane (health, reload, ops).
 //! - [`sim`]: the vendor simulator used by `demo`, tests and benchmarks.
-//! - [`app`]: wiring for `serve`; [`demo`]: the embedded default table.
+//! - [`demo`]: the embedded default table; [`app`]: wiring for `serve`.
+//! - [`drill`]: chaos drills; [`fuzzing`]: the fuzz targets' entry points.
 
 pub mod abuse;
 pub mod admin;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod conversation;
 pub mod demo;

@@ -4,6 +4,8 @@
 //! never changes the table under a request in flight. Everything fallible
 //! (parse, validate, build clients) happens before the one infallible store.
 
+use crate::clock::unix_now;
+use crate::provider::fault::{ActiveFault, Faults};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +145,9 @@ pub struct Snapshot {
     /// Health of every target and budget of every route, carried over
     /// from the previous snapshot by name.
     pub health: Registry,
+    /// Chaos faults in force, by target: one registry for the life of the
+    /// process, handed from snapshot to snapshot.
+    pub faults: Arc<Faults>,
 }
 
 impl Snapshot {
@@ -189,6 +194,7 @@ impl Snapshot {
             epoch,
             config.health.retry_floor_per_sec,
         );
+        let faults = previous.map_or_else(Arc::default, |p| p.faults.clone());
         Ok(Snapshot {
             version,
             table: Table::compile(&config),
@@ -196,6 +202,7 @@ impl Snapshot {
             providers,
             auth,
             health,
+            faults,
         })
     }
 }
@@ -501,18 +508,14 @@ impl Live {
         if !snap.config.chaos.enabled {
             return Err(OpsError::ChaosDisabled);
         }
-        let h = snap
-            .health
-            .targets
-            .get(target)
-            .filter(|_| snap.table.targets.contains_key(target))
-            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
+        if !snap.table.targets.contains_key(target) {
+            return Err(OpsError::UnknownTarget(target.to_string()));
+        }
         let ttl = check_ttl(ttl)?;
         let until = unix_now().saturating_add(ttl.as_secs().max(1));
         let described = serde_json::to_string(&fault).unwrap_or_default();
-        h.set_fault(Some(Arc::new(crate::provider::fault::ActiveFault::new(
-            fault, until,
-        ))));
+        snap.faults
+            .set(target, Some(Arc::new(ActiveFault::new(fault, until))));
         self.events.emit(NewEvent {
             kind: "chaos_set",
             actor,
@@ -527,12 +530,10 @@ impl Live {
     /// Removes an injected fault; `Ok(false)` if there was none.
     pub fn clear_fault(&self, target: &str, actor: &str) -> Result<bool, OpsError> {
         let snap = self.load();
-        let h = snap
-            .health
-            .targets
-            .get(target)
-            .ok_or_else(|| OpsError::UnknownTarget(target.to_string()))?;
-        let had = h.set_fault(None).is_some();
+        if !snap.health.targets.contains_key(target) {
+            return Err(OpsError::UnknownTarget(target.to_string()));
+        }
+        let had = snap.faults.set(target, None).is_some();
         if had {
             self.events.emit(NewEvent {
                 kind: "chaos_cleared",
@@ -557,17 +558,15 @@ impl Live {
             .filter(|(_, s)| s.until.is_some_and(|u| u <= now))
             .map(|(name, _)| name)
             .collect();
-        for (name, h) in &self.load().health.targets {
-            if h.expire_fault().is_some() {
-                self.events.emit(NewEvent {
-                    kind: "chaos_expired",
-                    actor: "ttl",
-                    target: Some(name),
-                    reason: "the fault's time ran out",
-                    before: "fault injected",
-                    after: "no fault",
-                });
-            }
+        for name in self.load().faults.expire(now) {
+            self.events.emit(NewEvent {
+                kind: "chaos_expired",
+                actor: "ttl",
+                target: Some(&name),
+                reason: "the fault's time ran out",
+                before: "fault injected",
+                after: "no fault",
+            });
         }
         for name in expired {
             if let Err(e) = self.resume(&name, "ttl", "suspension_expired").await {
@@ -705,10 +704,4 @@ fn busy_removals(current: &Snapshot, new: &Config, allow: bool) -> Result<(), Lo
     } else {
         Err(LoadError::RemovesBusyRoutes(busy))
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

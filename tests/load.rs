@@ -143,7 +143,7 @@ impl Load {
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("transport: {e}"))?;
+            .map_err(|e| format!("transport: {e:?}"))?;
         let status = resp.status();
         let target = resp
             .headers()
@@ -211,9 +211,16 @@ impl Load {
     }
 }
 
-/// Polls `cond` every few milliseconds until it holds.
+/// Polls `cond` every few milliseconds until it holds; panics (failing the
+/// test instead of hanging CI) if it does not within five minutes, far
+/// beyond what the loads here take on a busy two-core machine.
 async fn until(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a condition the test waits for did not hold within 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -576,7 +583,7 @@ async fn start_from_file(
 async fn load_200_reloads_a_third_invalid_fail_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, path, base) = start_from_file(&dir).await;
-    let http = reqwest::Client::new();
+    let http = common::client();
     let admin = |p: &str| format!("http://{}{p}", gw.admin_addr);
     let reload = || {
         http.post(admin("/admin/reload"))
@@ -729,7 +736,7 @@ async fn load_200_reloads_a_third_invalid_fail_no_request() {
 async fn overlapping_reloads_never_roll_the_live_table_back() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, path, base) = start_from_file(&dir).await;
-    let http = reqwest::Client::new();
+    let http = common::client();
     let url = format!("http://{}/admin/reload", gw.admin_addr);
     let mut rolled_back = Vec::new();
     for round in 1..=ROUNDS {

@@ -62,16 +62,24 @@ pub enum Dialect {
     Openai,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API (`POST /v1/responses`).
+    Responses,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 3] = [Dialect::Openai, Dialect::Anthropic, Dialect::Gemini];
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Openai,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+        Dialect::Responses,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Openai => "openai",
             Dialect::Anthropic => "anthropic",
             Dialect::Gemini => "gemini",
+            Dialect::Responses => "responses",
         }
     }
 }

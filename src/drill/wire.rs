@@ -73,6 +73,15 @@ pub fn request(
             };
             (path, vec![("x-goog-api-key", key.to_string())], body)
         }
+        Dialect::Responses => {
+            let mut body = json!({"model": route, "input": text, "stream": kind.stream});
+            if kind.tools {
+                body["tools"] = json!([{"type": "function", "name": "get_weather",
+                    "description": about, "parameters": schema}]);
+            }
+            let headers = vec![("authorization", format!("Bearer {key}"))];
+            ("/v1/responses".into(), headers, body)
+        }
     }
 }
 
@@ -80,7 +89,8 @@ pub fn request(
 /// usable answer.
 pub fn check_complete(kind: Kind, body: &[u8]) -> Result<(), &'static str> {
     let v: Value = serde_json::from_slice(body).map_err(|_| "bad_json")?;
-    if v.get("error").is_some() {
+    // A Responses object always carries `error`, null when all went well.
+    if v.get("error").is_some_and(|e| !e.is_null()) {
         return Err("error_body");
     }
     let (has_answer, has_tool) = match kind.dialect {
@@ -100,6 +110,13 @@ pub fn check_complete(kind: Kind, body: &[u8]) -> Result<(), &'static str> {
             let parts = v["candidates"][0]["content"]["parts"].as_array();
             let tool = parts.is_some_and(|p| p.iter().any(|x| x.get("functionCall").is_some()));
             (parts.is_some(), tool)
+        }
+        Dialect::Responses => {
+            let out = v["output"]
+                .as_array()
+                .filter(|_| v["status"] == "completed");
+            let tool = out.is_some_and(|o| o.iter().any(|i| i["type"] == "function_call"));
+            (out.is_some(), tool)
         }
     };
     match (has_answer, kind.tools, has_tool) {
@@ -164,7 +181,10 @@ impl StreamCheck {
         let Ok(v) = serde_json::from_str::<Value>(d) else {
             return;
         };
-        if v.get("error").is_some() || v["type"] == "error" {
+        if v.get("error").is_some_and(|e| !e.is_null())
+            || v["type"] == "error"
+            || v["type"] == "response.failed"
+        {
             self.error = true;
             return;
         }
@@ -198,6 +218,12 @@ impl StreamCheck {
                     self.finished = true;
                 }
             }
+            Dialect::Responses => match v["type"].as_str() {
+                Some("response.output_text.delta")
+                | Some("response.function_call_arguments.delta") => self.content = true,
+                Some("response.completed") => self.finished = true,
+                _ => {}
+            },
         }
     }
 }
@@ -227,6 +253,37 @@ mod tests {
         );
         c.feed(b"or\ndata: {\"type\":\"error\",\"error\":{}}\n\n");
         assert!(c.content && c.error && !c.finished);
+    }
+
+    #[test]
+    fn a_responses_stream_ends_with_completed_and_fails_on_response_failed() {
+        let mut c = StreamCheck::new(Dialect::Responses);
+        assert!(c.feed(
+            b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n"
+        ));
+        assert!(!c.finished);
+        c.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"error\":null}}\n\n");
+        assert!(c.finished && !c.error);
+
+        let mut cut = StreamCheck::new(Dialect::Responses);
+        cut.feed(b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n");
+        cut.feed(b"data: {\"type\":\"response.failed\",\"response\":{}}\n\n");
+        assert!(cut.content && cut.error && !cut.finished);
+    }
+
+    #[test]
+    fn responses_answers_need_a_completed_status() {
+        let k = Kind {
+            dialect: Dialect::Responses,
+            stream: false,
+            tools: true,
+        };
+        let call = br#"{"status":"completed","error":null,"output":[{"type":"function_call","name":"f","arguments":"{}"}]}"#;
+        assert_eq!(check_complete(k, call), Ok(()));
+        let text = br#"{"status":"completed","output":[{"type":"message","content":[]}]}"#;
+        assert_eq!(check_complete(k, text), Err("no_tool_call"));
+        let failed = br#"{"status":"failed","output":[]}"#;
+        assert_eq!(check_complete(k, failed), Err("bad_answer"));
     }
 
     #[test]

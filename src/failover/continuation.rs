@@ -195,7 +195,7 @@ async fn resume(ctx: &Ctx, delivered: &str) -> Option<(Vec<StreamEvent>, EventSt
         &ctx.route,
         &req,
         &ctx.fwd,
-        health.fault(),
+        ctx.snapshot.faults.get(&target.name),
         &mut op,
     )
     .await;

@@ -162,8 +162,16 @@ pub async fn serve(
             provider.operation_target(&target.name, &target.model),
             req,
         );
-        let result =
-            upstream::attempt(provider, &target, route, req, fwd, health.fault(), &mut op).await;
+        let result = upstream::attempt(
+            provider,
+            &target,
+            route,
+            req,
+            fwd,
+            snapshot.faults.get(&target.name),
+            &mut op,
+        )
+        .await;
         let duration = started.elapsed();
         let error = match result {
             Ok(answer) => {

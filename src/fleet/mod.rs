@@ -16,6 +16,7 @@
 
 mod link;
 mod store;
+pub mod turns;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

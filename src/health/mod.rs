@@ -11,6 +11,7 @@ mod budget;
 mod persist;
 mod stats;
 
+use crate::clock::unix_now;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +26,6 @@ pub use persist::{load_suspensions, PersistError, StateWriter};
 pub use stats::MinuteSummary;
 
 use crate::config::HealthConfig;
-use crate::provider::fault::ActiveFault;
 
 /// What ops see for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,14 +115,6 @@ pub struct TargetHealth {
     /// Unix seconds of the last state change, for "since when".
     changed_at: AtomicU64,
     why: ArcSwap<String>,
-    /// A chaos fault injected on this target, if any.
-    fault: ArcSwapOption<ActiveFault>,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A duration in whole milliseconds, saturating: a back-off taken from a
@@ -150,7 +142,6 @@ impl TargetHealth {
             minute: stats::MinuteStats::default(),
             changed_at: AtomicU64::new(unix_now()),
             why: ArcSwap::from_pointee(String::new()),
-            fault: ArcSwapOption::empty(),
         }
     }
 
@@ -388,25 +379,6 @@ impl TargetHealth {
             ));
         }
         Some(parts.join("; "))
-    }
-
-    /// The fault in force, if any and not expired.
-    pub fn fault(&self) -> Option<Arc<ActiveFault>> {
-        self.fault.load_full().filter(|f| !f.expired(unix_now()))
-    }
-
-    pub fn set_fault(&self, fault: Option<Arc<ActiveFault>>) -> Option<Arc<ActiveFault>> {
-        self.fault.swap(fault)
-    }
-
-    /// Clears an expired fault; returns it so the caller can record it.
-    pub fn expire_fault(&self) -> Option<Arc<ActiveFault>> {
-        let current = self.fault.load_full()?;
-        if !current.expired(unix_now()) {
-            return None;
-        }
-        let prev = self.fault.compare_and_swap(&current, None);
-        Arc::ptr_eq(&prev.clone()?, &current).then_some(current)
     }
 
     /// Records one attempt's latency for the per-minute view.

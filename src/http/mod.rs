@@ -31,9 +31,13 @@ use crate::telemetry::{self, RequestSpan};
 /// The data-plane router. At most `max_concurrent` requests are served at
 /// once; the next one is shed at once (503 + `Retry-After`, in the caller's
 /// dialect) rather than queued without bound.
-pub fn router(live: Arc<Live>, max_concurrent: usize) -> Router {
+pub fn router(
+    live: Arc<Live>,
+    max_concurrent: usize,
+    turns: Arc<dyn crate::conversation::TurnStore>,
+) -> Router {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
-    let responses = responses::router(live.clone());
+    let responses = responses::router(live.clone(), turns);
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(list_models))

@@ -18,7 +18,7 @@ use axum::Router;
 use http::Request;
 
 use super::respond;
-use crate::conversation::{MemoryStore, Turn, TurnStore};
+use crate::conversation::{Turn, TurnStore};
 use crate::dialect::responses::{
     self, ResponseMeta, ResponsesRequest, ResponsesStreamEncoder, PREVIOUS_NOT_FOUND,
 };
@@ -34,11 +34,9 @@ struct Ctx {
     store: Arc<dyn TurnStore>,
 }
 
-/// The Responses routes, with an in-memory store sized from `[responses]`
-/// of the configuration the gateway started with.
-pub(super) fn router(live: Arc<Live>) -> Router {
-    let cfg = live.load().config.responses.clone();
-    let store: Arc<dyn TurnStore> = Arc::new(MemoryStore::new(cfg.store_ttl, cfg.store_max_bytes));
+/// The Responses routes over `store`: this gateway's memory, or the
+/// fleet's shared store (sized from `[responses]` at start either way).
+pub(super) fn router(live: Arc<Live>, store: Arc<dyn TurnStore>) -> Router {
     Router::new()
         .route("/v1/responses", post(create))
         .route("/v1/responses/{id}", get(retrieve).delete(remove))

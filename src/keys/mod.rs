@@ -9,6 +9,7 @@
 mod store;
 mod window;
 
+use crate::clock::unix_now;
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,12 +83,6 @@ fn mac(secret: &[u8], key: &str) -> [u8; 32] {
         <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     m.update(key.as_bytes());
     m.finalize().into_bytes().into()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A key that passed authentication.

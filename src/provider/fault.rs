@@ -4,8 +4,12 @@
 //! the config enables chaos; set per target through the admin API with a
 //! TTL, and audited.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -60,6 +64,61 @@ pub struct ActiveFault {
     /// Unix seconds.
     pub until: u64,
     hits: AtomicU64,
+}
+
+/// The faults in force, by target name. They live beside the providers,
+/// not in a target's health: health records how a vendor behaved, a fault
+/// is what ops made it do, and the two must not be confused when health
+/// is shared or carried over. One registry outlives reloads (each snapshot
+/// holds the same one); ops replace the map, an attempt reads it without a
+/// lock.
+#[derive(Debug, Default)]
+pub struct Faults {
+    by_target: ArcSwap<HashMap<String, Arc<ActiveFault>>>,
+}
+
+impl Faults {
+    /// The fault in force on `target`, if any and not expired.
+    pub fn get(&self, target: &str) -> Option<Arc<ActiveFault>> {
+        let map = self.by_target.load();
+        if map.is_empty() {
+            return None;
+        }
+        let now = crate::clock::unix_now();
+        map.get(target).filter(|f| !f.expired(now)).cloned()
+    }
+
+    /// Puts `fault` on `target` (or clears it with `None`); returns the
+    /// fault it replaced.
+    pub fn set(&self, target: &str, fault: Option<Arc<ActiveFault>>) -> Option<Arc<ActiveFault>> {
+        let mut previous = None;
+        self.by_target.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            previous = match &fault {
+                Some(f) => map.insert(target.to_string(), f.clone()),
+                None => map.remove(target),
+            };
+            map
+        });
+        previous
+    }
+
+    /// Removes the faults whose time ran out; returns their targets so the
+    /// caller can record each.
+    pub fn expire(&self, now_unix: u64) -> Vec<String> {
+        let mut expired = Vec::new();
+        self.by_target.rcu(|map| {
+            expired = map
+                .iter()
+                .filter(|(_, f)| f.expired(now_unix))
+                .map(|(t, _)| t.clone())
+                .collect();
+            let mut map = HashMap::clone(map);
+            map.retain(|_, f| !f.expired(now_unix));
+            map
+        });
+        expired
+    }
 }
 
 /// What to do before sending.

@@ -64,7 +64,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
         sim,
         sim_addr,
         gw,
-        http: reqwest::Client::new(),
+        http: client(),
     }
 }
 
@@ -90,9 +90,21 @@ pub async fn start_from_file(dir: &std::path::Path) -> (Env, PathBuf, String) {
         sim,
         sim_addr,
         gw,
-        http: reqwest::Client::new(),
+        http: client(),
     };
     (env, path, table)
+}
+
+/// An HTTP client that lets go of idle pooled connections after 5 s, as
+/// the official Python and Node SDKs do: the gateway closes a connection
+/// idle for `header_read_timeout` (10 s), and a client that reuses one at
+/// that very moment loses its request (`IncompleteMessage`), as with any
+/// HTTP/1.1 server that closes idle connections.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("HTTP client")
 }
 
 pub fn user(route: &str, text: &str) -> serde_json::Value {

@@ -476,13 +476,15 @@ fn vendor_error(v: &Value) -> Option<VendorError> {
         }
         (_, "NOT_FOUND") => VendorClass::ModelUnavailable,
         (_, "UNAVAILABLE") => VendorClass::Overloaded,
-        (_, "INTERNAL" | "DEADLINE_EXCEEDED" | "UNKNOWN") => VendorClass::ServerError,
+        (_, "INTERNAL" | "DEADLINE_EXCEEDED") => VendorClass::ServerError,
         (_, "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
             match taxonomy::fallback(Some(400), &message) {
                 c @ (VendorClass::ContextLength | VendorClass::QuotaExhausted) => c,
                 _ => VendorClass::InvalidRequest,
             }
         }
+        // `UNKNOWN` (or no status) says nothing: the HTTP code decides, so a
+        // 529 from a proxy in front of Gemini is still an overload.
         _ => taxonomy::fallback(status, &message),
     };
     let mut out = VendorError::new(class, (!name.is_empty()).then(|| name.to_string()), message);

@@ -472,3 +472,11 @@ fn error_shapes() {
     assert_eq!(e.code, None);
     assert!(!e.message.contains("internal-host"));
 }
+
+#[test]
+fn an_unknown_status_name_leaves_the_class_to_the_http_code() {
+    let overloaded = br#"{"error":{"code":529,"message":"Site is overloaded","status":"UNKNOWN"}}"#;
+    assert_eq!(decode_error(529, overloaded).class, VendorClass::Overloaded);
+    let unknown = br#"{"error":{"code":500,"message":"boom","status":"UNKNOWN"}}"#;
+    assert_eq!(decode_error(500, unknown).class, VendorClass::ServerError);
+}

@@ -12,6 +12,7 @@ pub(in crate::dialect) use error::vendor_error;
 pub use error::{decode_error, encode_error};
 pub use stream::{OpenAiStreamDecoder, OpenAiStreamEncoder};
 
+use crate::clock::unix_now;
 use serde_json::{json, Map, Value};
 
 use super::util::{self, new_id, opt_bool, opt_f64, opt_str, opt_u32, stop_list};
@@ -373,12 +374,6 @@ fn finish_str(f: FinishReason) -> &'static str {
         FinishReason::ToolCalls => "tool_calls",
         FinishReason::ContentFilter => "content_filter",
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 // ----------------------------------------------------------------- egress

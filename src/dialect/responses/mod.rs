@@ -19,6 +19,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use crate::clock::unix_now;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{ChatRequest, Message, Part};
@@ -49,7 +51,7 @@ pub struct ResponsesRequest {
 
 /// A conversation as far as a stored turn got: everything a later turn
 /// must send to whichever target serves it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     /// `system` / `developer` input items of every turn, in order.
     pub system: Vec<String>,
@@ -140,10 +142,4 @@ impl ResponseMeta {
         let suffix = self.id.strip_prefix("resp_").unwrap_or(&self.id);
         format!("{prefix}_{suffix}_{index}")
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
