@@ -1,0 +1,614 @@
+//! The live abuse detector end to end: a real gateway in `keys` mode
+//! against the simulator, fed over real HTTP with the traffic of the
+//! labelled generator (a campaign key and genuine keys, each body sent in
+//! its own dialect to its own endpoint with its own key). The detector's
+//! clock is pinned to each generated request's time, so hours of traffic
+//! replay in seconds while the request path stays the real one.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard::abuse::live::{Action, Mode};
+use switchyard::abuse::synth::{self, Event, Traffic};
+use switchyard::app::{self, Gateway, Options};
+use switchyard::config::{AbuseConfig, AuthMode};
+use switchyard::sim::Simulator;
+
+const SECRET: &str = "abuse-live-secret";
+const TOKEN: &str = common::ADMIN_TOKEN;
+const SEED: u64 = 7_101;
+const HOURS: f64 = 3.0;
+/// Requests replayed per genuine key.
+const GENUINE_REQUESTS: usize = 25;
+const GENUINE_FAMILIES: [&str; 3] = ["chat_assistant", "coding_agent", "rag_support_bot"];
+
+struct Live {
+    gw: Gateway,
+    _sim: Simulator,
+    http: reqwest::Client,
+    /// Secret of each key, by name.
+    secrets: HashMap<String, String>,
+}
+
+impl Live {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.addr)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gw.admin_addr)
+    }
+
+    async fn admin(&self, path: &str) -> Value {
+        self.http
+            .get(self.admin_url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Sends one generated request with its key, in its dialect, to the
+    /// endpoint its body belongs to; the status and the body.
+    async fn send(&self, e: &Event) -> (u16, Value) {
+        let key = &self.secrets[&e.key];
+        let mut body = e.body.clone();
+        let req = match e.dialect {
+            "anthropic" => {
+                body["model"] = json!("gpt");
+                self.http
+                    .post(self.url("/v1/messages"))
+                    .header("x-api-key", key)
+            }
+            "gemini" => self
+                .http
+                .post(self.url("/v1beta/models/gpt:generateContent"))
+                .header("x-goog-api-key", key),
+            _ if body.get("input").is_some() => {
+                body["model"] = json!("gpt");
+                self.http.post(self.url("/v1/responses")).bearer_auth(key)
+            }
+            _ => {
+                body["model"] = json!("gpt");
+                self.http
+                    .post(self.url("/v1/chat/completions"))
+                    .bearer_auth(key)
+            }
+        };
+        let resp = req
+            .header("user-agent", &e.user_agent)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A gateway whose keys file holds `names`, with `abuse` as `[abuse]`.
+async fn start(dir: &Path, names: &[&str], abuse: AbuseConfig) -> Live {
+    let sim = Simulator::new();
+    let sim_addr = sim.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut config = switchyard::demo::config(sim_addr).unwrap();
+    config.auth.mode = AuthMode::Keys;
+    config.auth.keys_file = dir.join("keys.json");
+    config.abuse = abuse;
+    let (records, secrets): (Vec<_>, HashMap<_, _>) = names
+        .iter()
+        .map(|name| {
+            let (rec, secret) = switchyard::keys::create(
+                SECRET.as_bytes(),
+                name,
+                vec!["*".into()],
+                None,
+                None,
+                None,
+            );
+            (rec, ((*name).to_string(), secret))
+        })
+        .unzip();
+    switchyard::keys::save_file(&config.auth.keys_file, records).unwrap();
+    let demo_env = switchyard::demo::env();
+    let env: switchyard::provider::EnvLookup = Arc::new(move |name| {
+        if name == "SWITCHYARD_KEY_SECRET" {
+            Some(SECRET.into())
+        } else {
+            demo_env(name)
+        }
+    });
+    let opts = Options {
+        path: None,
+        env,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: TOKEN.into(),
+    };
+    let gw = app::start(config, opts).await.unwrap();
+    Live {
+        gw,
+        _sim: sim,
+        http: reqwest::Client::new(),
+        secrets,
+    }
+}
+
+/// The campaign key to replay (a reasoning-extraction key: the offline
+/// scan flags it on its own, not as part of a farm) and a few genuine keys
+/// of families that talk like people and agents do.
+struct Cast {
+    campaign: String,
+    genuine: Vec<String>,
+    /// The requests to replay, in time order.
+    events: Vec<Event>,
+}
+
+fn cast(traffic: &Traffic, campaign_requests: usize) -> Cast {
+    let campaign = traffic
+        .labels
+        .iter()
+        .find(|l| l.family == "reasoning_extraction")
+        .expect("the generator makes reasoning-extraction keys")
+        .key
+        .clone();
+    let mut genuine = Vec::new();
+    for family in GENUINE_FAMILIES {
+        let label = traffic
+            .labels
+            .iter()
+            .filter(|l| l.family == family)
+            .find(|l| traffic.events.iter().filter(|e| e.key == l.key).count() >= GENUINE_REQUESTS)
+            .unwrap_or_else(|| panic!("a busy {family} key"));
+        genuine.push(label.key.clone());
+    }
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let events = traffic
+        .events
+        .iter()
+        .filter(|e| {
+            let cap = if e.key == campaign {
+                campaign_requests
+            } else if genuine.contains(&e.key) {
+                GENUINE_REQUESTS
+            } else {
+                return false;
+            };
+            let n = taken.entry(e.key.as_str()).or_default();
+            *n += 1;
+            *n <= cap
+        })
+        .cloned()
+        .collect();
+    Cast {
+        campaign,
+        genuine,
+        events,
+    }
+}
+
+fn abuse_config(mode: Mode, action: Action) -> AbuseConfig {
+    AbuseConfig {
+        mode,
+        action,
+        ..AbuseConfig::default()
+    }
+}
+
+/// Replays `events` with the detector's clock pinned to each one's time;
+/// every status, by key.
+async fn replay(live: &Live, events: &[Event]) -> HashMap<String, Vec<u16>> {
+    let mut statuses: HashMap<String, Vec<u16>> = HashMap::new();
+    for e in events {
+        live.gw.live.abuse.pin_clock(Some(e.ts));
+        let (status, body) = live.send(e).await;
+        assert!(
+            status != 500 && status != 502,
+            "{} got {status}: {body}",
+            e.key
+        );
+        statuses.entry(e.key.clone()).or_default().push(status);
+    }
+    statuses
+}
+
+/// Polls `GET /admin/abuse` until `key` has a flag; the flag.
+async fn wait_for_flag(live: &Live, key: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = live.admin("/admin/abuse").await;
+        if let Some(f) = view["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+        {
+            return f.clone();
+        }
+        assert!(Instant::now() < deadline, "{key} was never flagged: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The genuine keys' statuses: served, never refused for abuse, never
+/// flagged.
+async fn assert_genuine_untouched(live: &Live, cast: &Cast, statuses: &HashMap<String, Vec<u16>>) {
+    let view = live.admin("/admin/abuse").await;
+    for key in &cast.genuine {
+        let s = &statuses[key];
+        assert!(
+            s.iter().all(|c| *c != 403 && *c != 429),
+            "genuine key {key} was refused: {s:?}"
+        );
+        assert!(
+            s.contains(&200),
+            "genuine key {key} was never served: {s:?}"
+        );
+        assert!(
+            view["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["key"] != key.as_str()),
+            "genuine key {key} flagged: {view}"
+        );
+    }
+}
+
+fn refused_in_dialect(dialect: &str, status: u16, body: &Value) {
+    assert_eq!(status, 403, "{dialect}: {body}");
+    let (pointer, message) = match dialect {
+        "gemini" => ("/error/status", "/error/message"),
+        _ => ("/error/type", "/error/message"),
+    };
+    let kind = body.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    let expected = match dialect {
+        "gemini" => "PERMISSION_DENIED",
+        "anthropic" => "permission_error",
+        _ => kind,
+    };
+    assert!(!kind.is_empty() && kind == expected, "{dialect}: {body}");
+    assert!(
+        body.pointer(message)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .contains("suspended"),
+        "{dialect}: {body}"
+    );
+}
+
+/// A request in `dialect` from the campaign key, built from one of its own
+/// generated bodies when it has one in that dialect.
+fn in_dialect(cast: &Cast, dialect: &'static str) -> Event {
+    let mut e = cast
+        .events
+        .iter()
+        .find(|e| e.key == cast.campaign)
+        .unwrap()
+        .clone();
+    if e.dialect != dialect {
+        e.dialect = dialect;
+        e.body = match dialect {
+            "anthropic" => {
+                json!({"model": "gpt", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
+            }
+            "gemini" => json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            _ => json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+        };
+    }
+    e
+}
+
+#[tokio::test]
+async fn enforce_suspends_the_campaign_key_and_ops_lift_it() {
+    let traffic = synth::generate(SEED, HOURS);
+    let cast = cast(&traffic, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let mut names: Vec<&str> = cast.genuine.iter().map(String::as_str).collect();
+    names.push(&cast.campaign);
+    let mut cfg = abuse_config(Mode::Enforce, Action::Suspend);
+    cfg.quarantine_file = Some(dir.path().join("quarantines.json"));
+    let live = start(dir.path(), &names, cfg).await;
+
+    let statuses = replay(&live, &cast.events).await;
+    let flag = wait_for_flag(&live, &cast.campaign).await;
+    assert!(flag["score"].as_f64().unwrap() >= 0.7, "{flag}");
+    assert!(!flag["reasons"].as_array().unwrap().is_empty(), "{flag}");
+    assert_eq!(flag["quarantined"], json!([cast.campaign]), "{flag}");
+    let campaign = &statuses[&cast.campaign];
+    assert!(campaign.first() == Some(&200), "{campaign:?}");
+    assert_genuine_untouched(&live, &cast, &statuses).await;
+
+    // Quarantined: the admin API lists it, the file holds it.
+    let view = live.admin("/admin/abuse").await;
+    let q = &view["quarantines"][0];
+    assert_eq!(
+        (q["key"].as_str(), q["action"].as_str()),
+        (Some(cast.campaign.as_str()), Some("suspend")),
+        "{view}"
+    );
+    let saved = std::fs::read_to_string(dir.path().join("quarantines.json")).unwrap();
+    assert!(saved.contains(&cast.campaign), "{saved}");
+
+    // Audited with the flag's fields; counted.
+    let events = live.admin("/admin/events").await;
+    let flagged = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "abuse_flag" && e["target"] == cast.campaign.as_str())
+        .unwrap_or_else(|| panic!("no abuse_flag event: {events}"));
+    assert_eq!(flagged["detail"]["key"], cast.campaign.as_str());
+    assert_eq!(flagged["detail"]["kind"], flag["kind"]);
+    assert_eq!(flagged["detail"]["reasons"], flag["reasons"]);
+    assert!(flagged["detail"]["score"].is_number() && flagged["detail"].get("cluster").is_some());
+    assert_eq!(flagged["after"], "quarantined (suspend)");
+    let metrics = live.metrics().await;
+    let line = format!(
+        "switchyard_abuse_flags_total{{kind=\"{}\"}}",
+        flag["kind"].as_str().unwrap()
+    );
+    assert!(metrics.contains(&line), "no {line} in:\n{metrics}");
+
+    // Refused in every dialect it may speak, each in that dialect's shape;
+    // genuine keys are still served.
+    for dialect in ["openai", "anthropic", "gemini"] {
+        let (status, body) = live.send(&in_dialect(&cast, dialect)).await;
+        refused_in_dialect(dialect, status, &body);
+    }
+    let genuine = cast
+        .events
+        .iter()
+        .find(|e| e.key == cast.genuine[0])
+        .unwrap();
+    assert_eq!(live.send(genuine).await.0, 200);
+
+    // Ops lift it with the CLI, through the admin API: served again, audited.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "unquarantine", &cast.campaign, "--admin"])
+        .arg(live.admin_url(""))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .env("USER", "ops-test")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("unquarantined"), "{stdout}");
+    let (status, body) = live.send(&in_dialect(&cast, "openai")).await;
+    assert_eq!(status, 200, "{body}");
+    let events = live.admin("/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "abuse_unquarantine"
+                && e["target"] == cast.campaign.as_str()
+                && e["actor"] == "cli:ops-test"),
+        "{events}"
+    );
+    assert_eq!(live.admin("/admin/abuse").await["quarantines"], json!([]));
+    let saved = std::fs::read_to_string(dir.path().join("quarantines.json")).unwrap();
+    assert!(!saved.contains(&cast.campaign), "{saved}");
+    // A second lift: nothing to lift, said so.
+    let resp = live
+        .http
+        .post(live.admin_url(&format!("/admin/keys/{}/unquarantine", cast.campaign)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    live.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttle_keeps_a_low_rate_for_the_flagged_key() {
+    let traffic = synth::generate(SEED, HOURS);
+    let cast = cast(&traffic, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<&str> = vec![cast.campaign.as_str()];
+    let mut cfg = abuse_config(Mode::Enforce, Action::Throttle);
+    cfg.throttle_rpm = std::num::NonZeroU32::new(2).unwrap();
+    let live = start(dir.path(), &names, cfg).await;
+    let campaign: Vec<Event> = cast
+        .events
+        .iter()
+        .filter(|e| e.key == cast.campaign)
+        .cloned()
+        .collect();
+    replay(&live, &campaign).await;
+    let flag = wait_for_flag(&live, &cast.campaign).await;
+    assert_eq!(flag["action"], "throttle", "{flag}");
+    // Two a minute: within a few requests, one is refused with 429 and a
+    // Retry-After, in its dialect.
+    let mut refused = None;
+    for _ in 0..4 {
+        let (status, body) = live.send(&in_dialect(&cast, "anthropic")).await;
+        if status == 429 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let body = refused.expect("a throttled key is refused beyond its rate");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("throttled for suspected abuse"),
+        "{body}"
+    );
+    live.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn observe_flags_and_never_refuses_and_the_log_scans_the_same() {
+    let traffic = synth::generate(SEED, HOURS);
+    let cast = cast(&traffic, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let mut names: Vec<&str> = cast.genuine.iter().map(String::as_str).collect();
+    names.push(&cast.campaign);
+    let log = dir.path().join("traffic.jsonl");
+    let mut cfg = abuse_config(Mode::Observe, Action::Suspend);
+    cfg.log = Some(log.clone());
+    cfg.log_bodies = true;
+    let live = start(dir.path(), &names, cfg).await;
+
+    let statuses = replay(&live, &cast.events).await;
+    let flag = wait_for_flag(&live, &cast.campaign).await;
+    assert_eq!(flag["mode"], "observe");
+    assert_eq!(flag["quarantined"], json!([]));
+    assert!(
+        statuses[&cast.campaign].iter().all(|s| *s == 200),
+        "observe refused: {:?}",
+        statuses[&cast.campaign]
+    );
+    assert_genuine_untouched(&live, &cast, &statuses).await;
+    assert_eq!(live.admin("/admin/abuse").await["quarantines"], json!([]));
+    let (status, body) = live.send(&in_dialect(&cast, "gemini")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The recorded log, scanned offline by the CLI, flags the same key at
+    // the same request: the live detector saw exactly what the log holds.
+    let expected = cast.events.len() + 1;
+    let text = wait_for_lines(&log, expected).await;
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for field in [
+        "ts",
+        "key",
+        "ip",
+        "user_agent",
+        "dialect",
+        "route",
+        "body",
+        "output_tokens",
+    ] {
+        assert!(first.get(field).is_some(), "{field} missing: {first}");
+    }
+    assert_eq!(first["ip"], "127.0.0.1");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["abuse", "scan"])
+        .arg(&log)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flags: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let offline = flags
+        .iter()
+        .find(|f| f["key"] == cast.campaign.as_str())
+        .unwrap_or_else(|| panic!("the scan did not flag {}: {flags:?}", cast.campaign));
+    assert_eq!(offline["flagged_at"], flag["flagged_at"]);
+    assert_eq!(offline["reasons"], flag["reasons"]);
+    live.gw.shutdown().await;
+}
+
+/// Waits until `path` holds at least `n` lines; its text.
+async fn wait_for_lines(path: &Path, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} lines, not {n}",
+            path.display(),
+            text.lines().count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn off_records_nothing() {
+    let traffic = synth::generate(SEED, HOURS);
+    let cast = cast(&traffic, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let names = [cast.campaign.as_str(), "marker"];
+    let log = dir.path().join("traffic.jsonl");
+    let mut cfg = abuse_config(Mode::Off, Action::Suspend);
+    cfg.log = Some(log.clone());
+    let live = start(dir.path(), &names, cfg.clone()).await;
+    let campaign: Vec<Event> = cast
+        .events
+        .iter()
+        .filter(|e| e.key == cast.campaign)
+        .cloned()
+        .collect();
+    let statuses = replay(&live, &campaign).await;
+    assert!(statuses[&cast.campaign].iter().all(|s| *s == 200));
+
+    // Switched to observe (as a reload would): the next request is
+    // recorded. Once its line is in the log, every earlier record would be
+    // too (one queue, in order): there is none.
+    cfg.mode = Mode::Observe;
+    live.gw.live.abuse.set_policy(cfg.policy());
+    let mut marker = campaign[0].clone();
+    marker.key = "marker".into();
+    assert_eq!(live.send(&marker).await.0, 200);
+    let text = wait_for_lines(&log, 1).await;
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("\"key\":\"marker\""), "{text}");
+    // Bodies were not asked for: the structure is there, the text is not.
+    let line: Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(line["body"].is_object(), "{line}");
+    let mut words = Vec::new();
+    texts(&campaign[0].body, &mut words);
+    assert!(!words.is_empty(), "{}", campaign[0].body);
+    let body = line["body"].to_string();
+    for w in words {
+        assert!(!body.contains(&w), "prompt text `{w}` in the log: {body}");
+    }
+    let view = live.admin("/admin/abuse").await;
+    assert_eq!(view["flags"], json!([]), "{view}");
+    assert_eq!(view["records_dropped"], 0);
+    live.gw.shutdown().await;
+}
+
+/// The text values of a body (not the structural ones), 6 characters or more.
+fn texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() >= 6 => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| !["role", "type", "model"].contains(&k.as_str()))
+            .for_each(|(_, x)| texts(x, out)),
+        _ => {}
+    }
+}
