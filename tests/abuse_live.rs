@@ -612,3 +612,48 @@ fn texts(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[tokio::test]
+async fn a_reload_changes_the_policy_but_not_the_start_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, path, table) = common::start_from_file(dir.path()).await;
+    let admin = |path: &str| env.http.get(env.admin_url(path)).bearer_auth(TOKEN).send();
+    let view: Value = admin("/admin/abuse").await.unwrap().json().await.unwrap();
+    assert_eq!(view["mode"], "observe", "{view}");
+
+    let enforce = table.replace(
+        "[abuse]\nmode = \"observe\"",
+        "[abuse]\nmode = \"enforce\"\naction = \"suspend\"\nscope = \"cluster\"",
+    );
+    assert_ne!(enforce, table, "the demo table has an [abuse] section");
+    std::fs::write(&path, &enforce).unwrap();
+    switchyard::reload::reload(env.gw.live.clone(), "test".into())
+        .await
+        .unwrap();
+    let view: Value = admin("/admin/abuse").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&view["mode"], &view["action"], &view["scope"]),
+        (&json!("enforce"), &json!("suspend"), &json!("cluster")),
+        "{view}"
+    );
+
+    let logged = enforce.replace(
+        "scope = \"cluster\"",
+        &format!(
+            "scope = \"cluster\"\nlog = \"{}\"",
+            dir.path().join("t.jsonl").display()
+        ),
+    );
+    std::fs::write(&path, &logged).unwrap();
+    let err = switchyard::reload::reload(env.gw.live.clone(), "test".into())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("[abuse] log is read only at start"),
+        "{err}"
+    );
+    let view: Value = admin("/admin/abuse").await.unwrap().json().await.unwrap();
+    assert_eq!(view["mode"], "enforce", "{view}");
+    env.gw.shutdown().await;
+}
