@@ -512,6 +512,30 @@ async fn observe_flags_and_never_refuses_and_the_log_scans_the_same() {
         assert!(first.get(field).is_some(), "{field} missing: {first}");
     }
     assert_eq!(first["ip"], "127.0.0.1");
+    let mut last_ts = 0.0;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            ["openai", "anthropic", "gemini"].contains(&v["dialect"].as_str().unwrap()),
+            "{v}"
+        );
+        let ts = v["ts"].as_f64().unwrap();
+        assert!(
+            ts >= last_ts,
+            "the log is sorted by ts: {ts} after {last_ts}"
+        );
+        last_ts = ts;
+        assert!(v["output_tokens"].as_u64().unwrap() > 0, "{v}");
+    }
+    // Bodies were asked for: the prompt text is there as sent.
+    let mut words = Vec::new();
+    texts(&cast.events[0].body, &mut words);
+    assert!(
+        words
+            .iter()
+            .all(|w| text.contains(&serde_json::to_string(w).unwrap())),
+        "{words:?}"
+    );
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["abuse", "scan"])
         .arg(&log)
@@ -592,8 +616,29 @@ async fn off_records_nothing() {
     assert!(!words.is_empty(), "{}", campaign[0].body);
     let body = line["body"].to_string();
     for w in words {
-        assert!(!body.contains(&w), "prompt text `{w}` in the log: {body}");
+        let encoded = serde_json::to_string(&w).unwrap();
+        assert!(
+            !body.contains(&encoded),
+            "prompt text `{w}` in the log: {body}"
+        );
     }
+    // The scan reads a log without bodies too.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["abuse", "scan"])
+        .arg(&log)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("scanned 1 lines"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let view = live.admin("/admin/abuse").await;
     assert_eq!(view["flags"], json!([]), "{view}");
     assert_eq!(view["records_dropped"], 0);
