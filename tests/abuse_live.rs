@@ -702,3 +702,101 @@ async fn a_reload_changes_the_policy_but_not_the_start_only_keys() {
     assert_eq!(view["mode"], "enforce", "{view}");
     env.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_dialect_is_recorded_with_the_output_tokens_of_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("traffic.jsonl");
+    let path = log.clone();
+    let env = common::start(move |c| {
+        c.abuse.log = Some(path);
+    })
+    .await;
+    let key = "sk-any-key-for-the-log";
+    let user = |text: &str| json!([{"role": "user", "content": text}]);
+    let sends = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt", "messages": user("chat plain")}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true}, "messages": user("chat stream")}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gemini", "input": "responses plain"}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt", "stream": true, "input": "responses stream"}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "local", "max_tokens": 50, "stream": true, "messages": user("anthropic stream")}),
+        ),
+        (
+            "/v1beta/models/frontier:streamGenerateContent?alt=sse",
+            json!({"contents": [{"role": "user", "parts": [{"text": "gemini stream"}]}]}),
+        ),
+    ];
+    for (path, body) in &sends {
+        let resp = env
+            .http
+            .post(env.url(path))
+            .bearer_auth(key)
+            .header("x-api-key", key)
+            .header("x-goog-api-key", key)
+            .header("user-agent", "log-test/1.0")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let (text, broke) = common::drain(resp).await;
+        assert!(status.is_success() && !broke, "{path}: {status} {text}");
+    }
+    let text = wait_for_lines(&log, sends.len()).await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let name = switchyard::abuse::live::anonymous_name(key);
+    // Sorted: a stream's record is handed over when its body is dropped,
+    // which may come a moment after the app read its end.
+    let mut seen: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["dialect"].as_str().unwrap(), l["route"].as_str().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [
+            ("anthropic", "local"),
+            ("gemini", "frontier"),
+            ("openai", "claude"),
+            ("openai", "gemini"),
+            ("openai", "gpt"),
+            ("openai", "gpt"),
+        ],
+        "{text}"
+    );
+    for l in &lines {
+        assert_eq!(l["key"], name.as_str(), "{l}");
+        assert_eq!(l["user_agent"], "log-test/1.0");
+        // Streams too: the record waits for the usage at the end.
+        assert!(l["output_tokens"].as_u64().unwrap() > 0, "{l}");
+        assert!(!text.contains(key), "the key itself is never logged");
+    }
+    // No bodies asked for: shapes only.
+    assert!(
+        !text.contains("chat plain") && !text.contains("gemini stream"),
+        "{text}"
+    );
+    let responses = lines.iter().find(|l| l["route"] == "gemini").unwrap();
+    assert_eq!(responses["body"]["input"], "", "{responses}");
+    let chat = lines.iter().find(|l| l["route"] == "claude").unwrap();
+    assert_eq!(chat["body"]["messages"][0]["role"], "user", "{chat}");
+    assert_eq!(chat["body"]["messages"][0]["content"], "", "{chat}");
+    env.gw.shutdown().await;
+}
