@@ -16,93 +16,31 @@
 //! [`Guard::quarantine`] and [`Guard::unquarantine`], the one seam where a
 //! fleet-wide publication can be added later.
 
+mod policy;
+mod quarantine;
+#[cfg(test)]
+mod tests;
+mod worker;
+
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::detector::{Detector, Flag, Settings};
+use super::detector::{Flag, Settings};
 use super::log::{LogEntry, LogSink};
 use super::record::{Meta, Record};
 use crate::model::Dialect;
+use quarantine::{load_quarantines, save_quarantines, Active, QuarantineFile};
 
-/// What the gateway does about abuse (`[abuse] mode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Nothing is recorded.
-    Off,
-    /// Flags are raised; no key is touched.
-    #[default]
-    Observe,
-    /// Flags are raised and the flagged key is quarantined.
-    Enforce,
-}
-
-/// What `enforce` does to a flagged key (`[abuse] action`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Requests per minute cut to `throttle_rpm`.
-    #[default]
-    Throttle,
-    /// Every request refused (403).
-    Suspend,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Throttle => "throttle",
-            Action::Suspend => "suspend",
-        }
-    }
-}
-
-/// Which keys a flag quarantines (`[abuse] scope`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// The flagged key only.
-    #[default]
-    Key,
-    /// The flagged key and, for a key farm, the sibling keys the detector
-    /// counted as the same campaign (never every key sharing a client).
-    Cluster,
-}
-
-/// What the worker does with a flag; replaced on reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub mode: Mode,
-    pub action: Action,
-    pub throttle_rpm: NonZeroU32,
-    pub scope: Scope,
-}
-
-/// What a guard is built from: start-only settings and the first policy.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub policy: Policy,
-    /// Records waiting for the detector.
-    pub queue: usize,
-    /// Recent flags kept for the admin API.
-    pub max_flags: usize,
-    pub quarantine_file: Option<PathBuf>,
-    /// The traffic log (contract §9), when recorded.
-    pub log: Option<PathBuf>,
-    pub log_bodies: bool,
-    pub settings: Settings,
-}
+pub use policy::{Action, Mode, Options, Policy, Scope};
+pub use quarantine::{Quarantine, Refusal};
 
 /// Why a guard could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,50 +49,6 @@ pub enum GuardError {
     Quarantines { path: String, message: String },
     #[error("abuse.log: cannot open {path}: {message}")]
     Log { path: String, message: String },
-}
-
-/// A key taken out of normal service by a flag, until ops lift it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quarantine {
-    pub key: String,
-    pub action: Action,
-    /// Requests per minute left to a throttled key.
-    pub rpm: Option<u32>,
-    /// Unix seconds.
-    pub since: u64,
-    /// The flagged key that led here: this key, or its cluster's.
-    pub flagged_key: String,
-    pub kind: String,
-    pub score: f64,
-    pub cluster: Option<String>,
-    pub reasons: Vec<String>,
-}
-
-/// A quarantine in force.
-struct Active {
-    quarantine: Quarantine,
-    limiter: Option<DefaultDirectRateLimiter>,
-}
-
-impl Active {
-    fn new(quarantine: Quarantine) -> Active {
-        let limiter = quarantine
-            .rpm
-            .and_then(NonZeroU32::new)
-            .filter(|_| quarantine.action == Action::Throttle)
-            .map(|n| RateLimiter::direct(Quota::per_minute(n)));
-        Active {
-            quarantine,
-            limiter,
-        }
-    }
-}
-
-/// Why a quarantined key's request is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Suspended,
-    Throttled { retry_after: Duration },
 }
 
 /// One flag as the admin API lists it: the flag (contract §9 fields), the
@@ -246,11 +140,6 @@ struct Inner {
     dropped: AtomicU64,
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct QuarantineFile {
-    quarantines: Vec<Quarantine>,
-}
-
 impl Guard {
     /// Builds the guard: restores saved quarantines, opens the traffic log
     /// (its writer thread starts here). The detector starts with
@@ -301,7 +190,7 @@ impl Guard {
         let weak = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new()
             .name("abuse-detector".into())
-            .spawn(move || run(weak, rx, settings, report));
+            .spawn(move || worker::run(weak, rx, settings, report));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the abuse detector thread");
         }
@@ -521,251 +410,6 @@ impl Drop for Pending {
     }
 }
 
-/// The detector thread: observes each record, applies the policy to each
-/// flag. Ends when the guard is gone.
-fn run(weak: Weak<Inner>, rx: Receiver<Record>, settings: Settings, report: impl Fn(&Report)) {
-    let mut detector = Detector::new(settings);
-    while let Ok(record) = rx.recv() {
-        let Some(flag) = detector.observe(&record) else {
-            continue;
-        };
-        let Some(inner) = weak.upgrade() else {
-            break;
-        };
-        let policy = **inner.policy.load();
-        if policy.mode == Mode::Off {
-            continue;
-        }
-        let mut keys = vec![flag.key.clone()];
-        if let (Scope::Cluster, Some(c)) = (policy.scope, &flag.cluster) {
-            for k in detector.cluster_keys(c) {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-        }
-        let guard = Guard {
-            inner: inner.clone(),
-        };
-        let r = flagged(&guard, flag, policy, &keys, now_secs());
-        report(&r);
-    }
-}
-
-/// Applies `policy` to one flag: quarantines (in `enforce`), the metric,
-/// the ring of recent flags.
-fn flagged(guard: &Guard, flag: Flag, policy: Policy, keys: &[String], now: u64) -> Report {
-    let inner = &guard.inner;
-    crate::telemetry::abuse_flag(flag.kind);
-    let enforce = policy.mode == Mode::Enforce;
-    let quarantines: Vec<Quarantine> = if enforce {
-        let already = inner.quarantines.load();
-        keys.iter()
-            .filter(|k| !already.contains_key(k.as_str()))
-            .map(|k| Quarantine {
-                key: k.clone(),
-                action: policy.action,
-                rpm: (policy.action == Action::Throttle).then_some(policy.throttle_rpm.get()),
-                since: now,
-                flagged_key: flag.key.clone(),
-                kind: flag.kind.to_string(),
-                score: flag.score,
-                cluster: flag.cluster.clone(),
-                reasons: flag.reasons.clone(),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let persist_error = guard.quarantine(&quarantines);
-    let entry = FlagEntry {
-        flag,
-        mode: policy.mode,
-        action: enforce.then_some(policy.action),
-        quarantined: quarantines.iter().map(|q| q.key.clone()).collect(),
-    };
-    {
-        let mut ring = lock(&inner.flags);
-        if ring.len() >= inner.max_flags {
-            ring.pop_front();
-        }
-        ring.push_back(entry.clone());
-    }
-    Report {
-        entry,
-        quarantines,
-        persist_error,
-    }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn load_quarantines(path: &Path) -> Result<Vec<Quarantine>, GuardError> {
-    let err = |e: &dyn std::fmt::Display| GuardError::Quarantines {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(err(&e)),
-        Ok(bytes) => serde_json::from_slice::<QuarantineFile>(&bytes)
-            .map(|f| f.quarantines)
-            .map_err(|e| err(&e)),
-    }
-}
-
-/// Replaces the file atomically: a temp file in the same directory, then a
-/// rename.
-fn save_quarantines(path: &Path, file: &QuarantineFile) -> std::io::Result<()> {
-    use std::io::Write;
-    let body = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(&body)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options(queue: usize) -> Options {
-        Options {
-            policy: Policy {
-                mode: Mode::Enforce,
-                action: Action::Suspend,
-                throttle_rpm: NonZeroU32::new(2).unwrap(),
-                scope: Scope::Key,
-            },
-            queue,
-            max_flags: 2,
-            quarantine_file: None,
-            log: None,
-            log_bodies: false,
-            settings: Settings::default(),
-        }
-    }
-
-    fn who(key: &str) -> Who<'_> {
-        Who {
-            key,
-            ip: "10.0.0.1",
-            user_agent: "ua",
-            dialect: Dialect::OpenAi,
-            route: "r",
-        }
-    }
-
-    const BODY: &[u8] = br#"{"model":"r","messages":[{"role":"user","content":"hello"}]}"#;
-
-    #[test]
-    fn a_full_queue_drops_and_counts_without_waiting() {
-        // No worker started: nothing drains the queue of two.
-        let guard = Guard::new(options(2)).unwrap();
-        for _ in 0..5 {
-            let mut p = guard.begin(who("k"), BODY).expect("a record");
-            p.settle(7);
-        }
-        assert_eq!(guard.dropped(), 3);
-        let (rx, _) = lock(&guard.inner.worker).take().unwrap();
-        let first = rx.try_recv().unwrap();
-        assert_eq!((first.key.as_str(), first.output_tokens), ("k", 7));
-        assert!(
-            first.ts > 1.0e9,
-            "stamped with the wall clock: {}",
-            first.ts
-        );
-    }
-
-    #[test]
-    fn off_records_nothing_and_a_pinned_clock_stamps_records() {
-        let mut opts = options(4);
-        opts.policy.mode = Mode::Off;
-        let guard = Guard::new(opts.clone()).unwrap();
-        assert!(guard.begin(who("k"), BODY).is_none());
-        assert!(!guard.watching());
-        let guard = Guard::new(options(4)).unwrap();
-        guard.pin_clock(Some(1_000.5));
-        drop(guard.begin(who("k"), BODY));
-        let (rx, _) = lock(&guard.inner.worker).take().unwrap();
-        assert_eq!(rx.try_recv().unwrap().ts, 1_000.5);
-        assert!(guard.begin(who("k"), b"not json").is_none());
-    }
-
-    fn flag(key: &str) -> Flag {
-        Flag {
-            key: key.into(),
-            flagged_at: 1.0,
-            kind: "distillation",
-            score: 0.9,
-            cluster: None,
-            reasons: vec!["why".into()],
-        }
-    }
-
-    #[test]
-    fn enforce_quarantines_observe_does_not_and_ops_lift_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(4);
-        opts.quarantine_file = Some(dir.path().join("q.json"));
-        let guard = Guard::new(opts.clone()).unwrap();
-        let observe = Policy {
-            mode: Mode::Observe,
-            ..opts.policy
-        };
-        let r = flagged(&guard, flag("a"), observe, &["a".into()], 5);
-        assert!(r.quarantines.is_empty() && r.entry.action.is_none());
-        assert_eq!(guard.check("a"), Ok(()));
-        let r = flagged(&guard, flag("b"), opts.policy, &["b".into(), "c".into()], 5);
-        assert_eq!(r.entry.quarantined, ["b", "c"]);
-        assert_eq!(guard.check("b"), Err(Refusal::Suspended));
-        assert_eq!(guard.check("c"), Err(Refusal::Suspended));
-        // Restored from the file by a new guard.
-        let again = Guard::new(opts.clone()).unwrap();
-        assert_eq!(again.check("b"), Err(Refusal::Suspended));
-        let (old, err) = again.unquarantine("b");
-        assert!(old.is_some() && err.is_none());
-        assert_eq!(again.check("b"), Ok(()));
-        assert_eq!(again.unquarantine("b").0, None);
-        let third = Guard::new(opts).unwrap();
-        assert_eq!(third.check("b"), Ok(()));
-        assert_eq!(third.check("c"), Err(Refusal::Suspended));
-        // The ring keeps the newest `max_flags`.
-        flagged(&guard, flag("d"), observe, &["d".into()], 5);
-        let keys: Vec<String> = guard.flags().into_iter().map(|f| f.flag.key).collect();
-        assert_eq!(keys, ["d", "b"]);
-    }
-
-    #[test]
-    fn a_throttled_key_keeps_its_rate() {
-        let mut opts = options(4);
-        opts.policy.action = Action::Throttle;
-        let guard = Guard::new(opts.clone()).unwrap();
-        flagged(&guard, flag("t"), opts.policy, &["t".into()], 5);
-        assert_eq!(guard.check("t"), Ok(()));
-        assert_eq!(guard.check("t"), Ok(()));
-        assert!(matches!(guard.check("t"), Err(Refusal::Throttled { .. })));
-        assert_eq!(guard.check("other"), Ok(()));
-    }
-
-    #[test]
-    fn anonymous_names_hide_the_key() {
-        let n = anonymous_name("sk-secret");
-        assert!(n.starts_with("anon-") && n.len() == 13 && !n.contains("secret"));
-        assert_eq!(n, anonymous_name("sk-secret"));
-    }
 }
