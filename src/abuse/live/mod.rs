@@ -6,7 +6,7 @@
 //! ends — so it carries the output tokens the vendor reported, as the
 //! key's token reservation is settled — with `try_send` on a bounded
 //! queue: a full queue drops the record and counts it; the request never
-//! waits. One thread runs the [`Detector`] over the queue (the detector is
+//! waits. One thread (`worker.rs`) runs the detector over the queue (it is
 //! CPU-only) and applies the [`Policy`] to each flag: a flag is kept for
 //! the admin API and reported to the gateway (audit event, metric); in
 //! `enforce` mode the key is also quarantined (throttled or suspended)
