@@ -8,7 +8,8 @@
 //! - [`model`]: the canonical request, response and stream-event types.
 //! - [`dialect`]: one module per wire format, converting to and from `model`.
 //! - [`abuse`]: distillation and key-farm detection over request records
-//!   (offline scan and synthetic traffic; no I/O).
+//!   (offline scan, synthetic traffic, and the live detector with its
+//!   quarantines and traffic log, on threads of its own; no network I/O).
 //! - [`config`]: `routes.toml` mirror, validation with positions, loading.
 //! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks.
 //! - [`policy`]: the compiled routing table; pure target selection.
