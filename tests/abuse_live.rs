@@ -800,3 +800,108 @@ async fn every_dialect_is_recorded_with_the_output_tokens_of_its_answer() {
     assert_eq!(chat["body"]["messages"][0]["content"], "", "{chat}");
     env.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn cluster_scope_quarantines_the_farm_and_no_genuine_key() {
+    use switchyard::abuse::{scan::scan_str, Settings};
+    let traffic = synth::generate(SEED, HOURS);
+    let farm: Vec<String> = traffic
+        .labels
+        .iter()
+        .filter(|l| l.family == "hydra_farm")
+        .map(|l| l.key.clone())
+        .collect();
+    let offline = scan_str(&traffic.log_jsonl(), Settings::default()).unwrap();
+    let first = offline
+        .iter()
+        .filter(|f| farm.contains(&f.key))
+        .map(|f| f.flagged_at)
+        .fold(f64::MAX, f64::min);
+    assert!(first < f64::MAX, "the scan flags the farm");
+    let genuine = cast(&traffic, 0).genuine;
+    // The farm up to a little after its first offline flag, and genuine
+    // keys that share its client network (every request comes from
+    // loopback here).
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let events: Vec<Event> = traffic
+        .events
+        .iter()
+        .filter(|e| {
+            if farm.contains(&e.key) {
+                return e.ts <= first + 600.0;
+            }
+            let n = taken.entry(e.key.as_str()).or_default();
+            *n += 1;
+            genuine.contains(&e.key) && *n <= GENUINE_REQUESTS
+        })
+        .cloned()
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<&str> = farm.iter().chain(&genuine).map(String::as_str).collect();
+    let mut cfg = abuse_config(Mode::Enforce, Action::Suspend);
+    cfg.scope = switchyard::abuse::live::Scope::Cluster;
+    let live = start(dir.path(), &names, cfg).await;
+    let statuses = replay(&live, &events).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flag = loop {
+        let view = live.admin("/admin/abuse").await;
+        // The oldest farm flag: later ones find their siblings already
+        // quarantined by it.
+        let farm_flag = view["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|f| f["kind"] == "key_farm")
+            .cloned();
+        if let Some(f) = farm_flag {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no key_farm flag: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let quarantined: Vec<String> = flag["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert!(quarantined.len() >= 2, "{flag}");
+    assert!(flag["cluster"].is_string(), "{flag}");
+    for k in &quarantined {
+        assert!(farm.contains(k), "{k} is not in the farm: {flag}");
+    }
+    let view = live.admin("/admin/abuse").await;
+    for q in view["quarantines"].as_array().unwrap() {
+        assert!(
+            farm.contains(&q["key"].as_str().unwrap().to_string()),
+            "{q}"
+        );
+    }
+    // A sibling quarantined by the cluster's flag is refused, and audited.
+    let sibling = quarantined
+        .iter()
+        .find(|k| **k != flag["key"].as_str().unwrap())
+        .unwrap();
+    let mut e = events.iter().find(|e| &e.key == sibling).unwrap().clone();
+    e.body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+    e.dialect = "openai";
+    let (status, body) = live.send(&e).await;
+    refused_in_dialect("openai", status, &body);
+    let events_seen = live.admin("/admin/events").await;
+    assert!(
+        events_seen["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "abuse_quarantine" && e["target"] == sibling.as_str()),
+        "{events_seen}"
+    );
+    let cast_genuine = Cast {
+        campaign: String::new(),
+        genuine,
+        events: Vec::new(),
+    };
+    assert_genuine_untouched(&live, &cast_genuine, &statuses).await;
+    live.gw.shutdown().await;
+}
