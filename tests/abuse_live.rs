@@ -382,6 +382,17 @@ async fn enforce_suspends_the_campaign_key_and_ops_lift_it() {
         .unwrap();
     assert_eq!(live.send(genuine).await.0, 200);
 
+    // A restarted gateway (same quarantine file) refuses it from its
+    // first request.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut cfg2 = abuse_config(Mode::Enforce, Action::Suspend);
+    cfg2.quarantine_file = Some(dir.path().join("quarantines.json"));
+    let restarted = start(dir2.path(), &names, cfg2).await;
+    let (status, body) = restarted.send(&in_dialect(&cast, "anthropic")).await;
+    refused_in_dialect("anthropic", status, &body);
+    assert_eq!(restarted.send(genuine).await.0, 200);
+    restarted.gw.shutdown().await;
+
     // Ops lift it with the CLI, through the admin API: served again, audited.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["keys", "unquarantine", &cast.campaign, "--admin"])
