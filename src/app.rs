@@ -78,6 +78,14 @@ pub async fn start(config: Config, opts: Options) -> Result<Gateway, StartError>
     let _ = live
         .admin_token_digest
         .set(sha2::Sha256::digest(opts.admin_token.as_bytes()).into());
+    // The detector's thread audits its flags; it holds no strong reference,
+    // so a dropped gateway ends it.
+    let weak = Arc::downgrade(&live);
+    live.abuse.start(move |report| {
+        if let Some(live) = weak.upgrade() {
+            live.abuse_flagged(report);
+        }
+    });
     let watch = match &opts.path {
         Some(p) => Some(crate::reload::watch(live.clone(), p)?),
         None => None,
@@ -309,16 +317,21 @@ impl Connection {
         }
         let activity = conn::Activity::new();
         let (router, counted) = (self.router.clone(), activity.clone());
-        let service = hyper::service::service_fn(move |req| {
-            let busy = counted.begin();
-            let answer = router.clone().oneshot(req);
-            async move {
-                let resp = answer.await?;
-                Ok::<_, std::convert::Infallible>(
-                    resp.map(|inner| conn::Tracked { inner, _busy: busy }),
-                )
-            }
-        });
+        let peer = stream.peer_addr().ok().map(crate::http::ClientAddr);
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                if let Some(p) = peer {
+                    req.extensions_mut().insert(p);
+                }
+                let busy = counted.begin();
+                let answer = router.clone().oneshot(req);
+                async move {
+                    let resp = answer.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|inner| conn::Tracked { inner, _busy: busy }),
+                    )
+                }
+            });
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service);

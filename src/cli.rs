@@ -139,6 +139,12 @@ enum KeysCommand {
     List,
     /// Revoke a key by name.
     Revoke { name: String },
+    /// Lift the abuse quarantine of a key on a running gateway (audited).
+    Unquarantine {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +236,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
+        Command::Keys {
+            command: KeysCommand::Unquarantine { name, admin },
+            ..
+        } => {
+            let path = format!("/admin/keys/{name}/unquarantine");
+            let v = admin_call(&admin, reqwest::Method::POST, &path, None).await?;
+            let was = &v["was"];
+            println!(
+                "key `{name}` unquarantined (it was {} after a {} flag); its requests are served again",
+                was["action"].as_str().unwrap_or("quarantined"),
+                was["kind"].as_str().unwrap_or("abuse")
+            );
+            warn_unpersisted(&v);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command, config } => keys(command, &config),
         Command::Drill {
             command:
@@ -521,6 +542,7 @@ fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
             keys::save_file(file, records)?;
             println!("key `{name}` revoked; run `switchyard reload` to apply it");
         }
+        KeysCommand::Unquarantine { .. } => bail!("unquarantine goes through the admin API"),
     }
     Ok(ExitCode::SUCCESS)
 }

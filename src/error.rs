@@ -284,6 +284,10 @@ pub enum GatewayError {
     InvalidKey(&'static str),
     #[error("this API key may not use route `{0}`")]
     OutOfScope(String),
+    /// The abuse detector flagged the key and it is suspended until ops
+    /// lift the quarantine.
+    #[error("this API key is suspended: its traffic was flagged as a suspected distillation or key-farm campaign; ask the gateway's operators to review it")]
+    Quarantined,
     #[error("this API key is over its limit of {what}")]
     KeyRateLimited {
         what: &'static str,
@@ -326,6 +330,7 @@ impl GatewayError {
             GatewayError::MissingKey => "missing_key",
             GatewayError::InvalidKey(_) => "invalid_key",
             GatewayError::OutOfScope(_) => "out_of_scope",
+            GatewayError::Quarantined => "key_quarantined",
             GatewayError::KeyRateLimited { .. } => "key_rate_limited",
             GatewayError::UnknownRoute(_) => "unknown_route",
             GatewayError::BodyTooLarge(_) => "body_too_large",
@@ -348,7 +353,9 @@ impl GatewayError {
                 "missing API key: send it the way your SDK does (Authorization, x-api-key or x-goog-api-key)",
             ),
             GatewayError::InvalidKey(why) => ApiError::new(ErrorKind::Authentication, *why),
-            GatewayError::OutOfScope(_) => ApiError::new(ErrorKind::Permission, self.to_string()),
+            GatewayError::OutOfScope(_) | GatewayError::Quarantined => {
+                ApiError::new(ErrorKind::Permission, self.to_string())
+            }
             GatewayError::KeyRateLimited { retry_after, .. } => ApiError {
                 retry_after: Some(retry_after.as_secs().max(1)),
                 ..ApiError::new(ErrorKind::RateLimited, self.to_string())

@@ -23,13 +23,18 @@ pub struct Event {
     /// Unix milliseconds.
     pub time_ms: u64,
     /// `suspend`, `resume`, `suspension_expired`, `reload`, `reload_rejected`,
-    /// `eject`, `recover`, `alert`.
+    /// `eject`, `recover`, `alert`; `abuse_flag`, `abuse_quarantine`,
+    /// `abuse_unquarantine`.
     pub kind: &'static str,
     pub actor: String,
     pub target: Option<String>,
     pub reason: String,
     pub before: String,
     pub after: String,
+    /// Structured fields of kinds that have them (`abuse_flag`: key, kind,
+    /// score, cluster, reasons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 pub struct EventLog {
@@ -73,6 +78,11 @@ impl EventLog {
     }
 
     pub fn emit(&self, e: NewEvent<'_>) -> Event {
+        self.emit_with(e, None)
+    }
+
+    /// [`EventLog::emit`] with structured `detail`.
+    pub fn emit_with(&self, e: NewEvent<'_>, detail: Option<serde_json::Value>) -> Event {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time_ms: std::time::SystemTime::now()
@@ -84,6 +94,7 @@ impl EventLog {
             reason: e.reason.to_string(),
             before: e.before.to_string(),
             after: e.after.to_string(),
+            detail,
         };
         tracing::info!(
             kind = event.kind, actor = %event.actor, target = event.target.as_deref().unwrap_or("-"),

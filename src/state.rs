@@ -33,6 +33,8 @@ pub enum LoadError {
     KeyFile(#[from] crate::keys::KeyFileError),
     #[error(transparent)]
     State(#[from] health::PersistError),
+    #[error(transparent)]
+    Abuse(#[from] crate::abuse::live::GuardError),
     #[error("{}", .0.join("; "))]
     StartOnly(Vec<String>),
     #[error("{}", .0.join("; "))]
@@ -233,6 +235,8 @@ pub struct Live {
     /// write succeeds again: a readiness detail, not a reason to stop
     /// serving.
     pub persist_error: arc_swap::ArcSwapOption<String>,
+    /// The live abuse detector and the quarantines it put in force.
+    pub abuse: crate::abuse::live::Guard,
 }
 
 impl Live {
@@ -245,6 +249,7 @@ impl Live {
             None => BTreeMap::new(),
         };
         let events = EventLog::new(config.gateway.events_file.clone());
+        let abuse = crate::abuse::live::Guard::new(config.abuse.guard_options())?;
         let mut snapshot = Snapshot::build(config, 1, None, &env, epoch)?;
         for (name, s) in saved {
             let h = snapshot
@@ -286,6 +291,7 @@ impl Live {
             path,
             state_writer,
             persist_error: arc_swap::ArcSwapOption::empty(),
+            abuse,
         })
     }
 
@@ -412,6 +418,7 @@ impl Live {
     pub fn apply(&self, config: Config) -> Result<u64, LoadError> {
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let snapshot = Snapshot::build(config, version, Some(&self.load()), &self.env, self.epoch)?;
+        self.abuse.set_policy(snapshot.config.abuse.policy());
         self.current.store(Arc::new(snapshot));
         Ok(version)
     }
@@ -606,6 +613,95 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Audits one flag of the live abuse detector (called on its thread):
+    /// an `abuse_flag` event with the flag's fields, one `abuse_quarantine`
+    /// event per key it quarantined, and an `alert` if the quarantine file
+    /// could not be written.
+    pub fn abuse_flagged(&self, report: &crate::abuse::live::Report) {
+        let e = &report.entry;
+        let f = &e.flag;
+        let detail = serde_json::json!({
+            "key": f.key, "kind": f.kind, "score": f.score, "cluster": f.cluster,
+            "reasons": f.reasons, "flagged_at": f.flagged_at, "mode": e.mode,
+            "action": e.action, "quarantined": e.quarantined,
+        });
+        let after = match e.action {
+            Some(a) if e.quarantined.contains(&f.key) => format!("quarantined ({})", a.as_str()),
+            _ => "flagged".to_string(),
+        };
+        let reason = format!(
+            "{} (score {:.2}): {}",
+            f.kind,
+            f.score,
+            f.reasons.join("; ")
+        );
+        self.events.emit_with(
+            NewEvent {
+                kind: "abuse_flag",
+                actor: "abuse-detector",
+                target: Some(&f.key),
+                reason: &reason,
+                before: "active",
+                after: &after,
+            },
+            Some(detail),
+        );
+        for q in report.quarantines.iter().filter(|q| q.key != f.key) {
+            self.events.emit(NewEvent {
+                kind: "abuse_quarantine",
+                actor: "abuse-detector",
+                target: Some(&q.key),
+                reason: &format!(
+                    "in cluster {} of flagged key {}",
+                    q.cluster.as_deref().unwrap_or("-"),
+                    q.flagged_key
+                ),
+                before: "active",
+                after: &format!("quarantined ({})", q.action.as_str()),
+            });
+        }
+        if let Some(message) = &report.persist_error {
+            self.events.emit(NewEvent {
+                kind: "alert",
+                actor: "abuse-detector",
+                target: None,
+                reason: &format!(
+                    "{message}; the quarantine is in force but a restart would lose it"
+                ),
+                before: "persisted",
+                after: "not persisted",
+            });
+        }
+    }
+
+    /// Lifts the abuse quarantine of app key `key` (audited); what it was,
+    /// or `None` if it had none. The quarantine file is written off the
+    /// runtime.
+    pub async fn unquarantine(
+        self: &Arc<Self>,
+        key: &str,
+        actor: &str,
+    ) -> (Option<crate::abuse::live::Quarantine>, Option<String>) {
+        let live = self.clone();
+        let name = key.to_string();
+        let (old, error) = tokio::task::spawn_blocking(move || live.abuse.unquarantine(&name))
+            .await
+            .unwrap_or((None, Some("the quarantine writer panicked".into())));
+        if let Some(q) = &old {
+            self.events.emit(NewEvent {
+                kind: "abuse_unquarantine",
+                actor,
+                target: Some(key),
+                reason: &format!("quarantine lifted ({} flag, score {:.2})", q.kind, q.score),
+                before: &format!("quarantined ({})", q.action.as_str()),
+                after: "active",
+            });
+        }
+        (old, error)
+    }
+}
+
 /// SHA-256 of the inputs of a table: the routes file's bytes and, with
 /// app keys on, the keys file's (`switchyard keys revoke` changes only it).
 #[derive(Debug, Default)]
@@ -626,8 +722,8 @@ fn inputs_digest(routes: &[u8], config: &Config) -> [u8; 32] {
 }
 
 /// Refuses a reload that changes a setting only read at start: the
-/// `[gateway]` keys not in [`RELOADABLE_GATEWAY_KEYS`], `[telemetry]` and
-/// `[fleet]`.
+/// `[gateway]` keys not in [`RELOADABLE_GATEWAY_KEYS`], `[telemetry]`,
+/// `[fleet]`, and the `[abuse]` keys not in `RELOADABLE_ABUSE_KEYS`.
 fn start_only_changes(old: &Config, new: &Config, path: &std::path::Path) -> Result<(), LoadError> {
     let mut changed = Vec::new();
     let sections = [
@@ -638,11 +734,15 @@ fn start_only_changes(old: &Config, new: &Config, path: &std::path::Path) -> Res
             json_map(&new.telemetry),
         ),
         ("fleet", json_map(&old.fleet), json_map(&new.fleet)),
+        ("abuse", json_map(&old.abuse), json_map(&new.abuse)),
     ];
     for (section, before, after) in &sections {
         let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
         for key in keys {
             if *section == "gateway" && RELOADABLE_GATEWAY_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if *section == "abuse" && config::RELOADABLE_ABUSE_KEYS.contains(&key.as_str()) {
                 continue;
             }
             let (b, a) = (before.get(key), after.get(key));

@@ -231,3 +231,41 @@ fn the_scan_command_prints_flags_as_json_lines() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }
+
+#[test]
+fn a_key_farm_cluster_names_its_campaign_keys() {
+    use switchyard::abuse::{Detector, LogLine, Record};
+    let traffic = synth::generate(HELD_OUT[0], 2.0);
+    let campaign: HashSet<&str> = traffic
+        .labels
+        .iter()
+        .filter(|l| l.campaign)
+        .map(|l| l.key.as_str())
+        .collect();
+    let mut det = Detector::new(Settings::default());
+    let mut scratch = Vec::new();
+    let log = traffic.log_jsonl();
+    for line in log.lines() {
+        let parsed: LogLine = serde_json::from_str(line).unwrap();
+        let Some(flag) = det.observe(&Record::from_line(&parsed, &mut scratch)) else {
+            continue;
+        };
+        let Some(cluster) = &flag.cluster else {
+            continue;
+        };
+        // What `scope = "cluster"` quarantines: the flagged key and the
+        // siblings counted as the same campaign, never a genuine key.
+        let keys = det.cluster_keys(cluster);
+        assert!(keys.contains(&flag.key), "{keys:?} lacks {}", flag.key);
+        assert!(keys.len() >= 4, "a farm of {keys:?}");
+        for k in &keys {
+            assert!(
+                campaign.contains(k.as_str()),
+                "genuine key {k} in {cluster}"
+            );
+        }
+        assert!(det.cluster_keys("c-000000000000").is_empty());
+        return;
+    }
+    panic!("no key farm flagged");
+}

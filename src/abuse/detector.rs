@@ -600,7 +600,7 @@ impl Detector {
                 if ips >= 3 {
                     reasons.push(format!("{ips} different client addresses for this key"));
                 }
-                ("key_farm", Some(format!("c-{:012x}", g & 0xffff_ffff_ffff)))
+                ("key_farm", Some(cluster_id(g)))
             }
             None => (ev.kind(), None),
         };
@@ -616,6 +616,24 @@ impl Detector {
         })
     }
 
+    /// The keys counted as the same campaign in `cluster` (a flag's
+    /// `cluster` id): the group's suspects still tracked, by name.
+    pub fn cluster_keys(&self, cluster: &str) -> Vec<String> {
+        let Some(grp) = self
+            .groups
+            .iter()
+            .find(|(g, _)| cluster_id(**g) == cluster)
+            .map(|(_, grp)| grp)
+        else {
+            return Vec::new();
+        };
+        self.keys
+            .iter()
+            .filter(|(_, k)| grp.suspects.contains(&k.id))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     /// Drop the least recently seen eighth of the keys.
     fn evict_keys(&mut self) {
         let cut = cutoff(self.keys.values().map(|k| k.last_tick));
@@ -626,6 +644,10 @@ impl Detector {
         let cut = cutoff(self.groups.values().map(|g| g.last_tick));
         self.groups.retain(|_, g| g.last_tick > cut);
     }
+}
+
+fn cluster_id(group: u64) -> String {
+    format!("c-{:012x}", group & 0xffff_ffff_ffff)
 }
 
 fn group_id(kind: u64, h: u64) -> u64 {

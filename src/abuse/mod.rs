@@ -6,11 +6,16 @@
 //! template hashes, never the text); the [`Detector`] keeps bounded per-key
 //! and cross-key state and returns at most one [`Flag`] per key, using only
 //! what came before it. [`scan`] runs the same detector over a traffic log;
-//! [`synth`] generates labelled traffic to test it on.
+//! [`synth`] generates labelled traffic to test it on. [`live`] runs the
+//! same detector inside the gateway, off the request path, and applies the
+//! `[abuse]` policy (quarantines); [`log`] records the traffic log.
 //!
-//! This module does no network I/O and knows nothing of HTTP.
+//! This module does no network I/O and knows nothing of HTTP; its only
+//! file I/O is on its own threads (the traffic log, the quarantine file).
 
 pub mod detector;
+pub mod live;
+pub mod log;
 pub mod record;
 pub mod scan;
 pub mod synth;

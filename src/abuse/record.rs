@@ -55,20 +55,47 @@ pub struct Record {
     pub system: Features,
 }
 
+/// Who sent a request and when: everything of a [`Record`] but the body's
+/// features.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta<'a> {
+    pub ts: f64,
+    pub key: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub dialect: Option<Dialect>,
+    pub output_tokens: u64,
+}
+
 impl Record {
     /// Build from a parsed log line. `scratch` is reused between calls.
     pub fn from_line(line: &LogLine, scratch: &mut Vec<u64>) -> Record {
-        let mut walk = Walk::default();
-        walk.body(&line.body);
-        Record {
+        let meta = Meta {
             ts: line.ts,
-            key: line.key.clone(),
-            ip: text::word_hash(line.ip.as_bytes()),
-            net: network(&line.ip),
-            user_agent: line.user_agent.clone(),
+            key: &line.key,
+            ip: &line.ip,
+            user_agent: &line.user_agent,
             dialect: line.dialect,
+            output_tokens: line.output_tokens,
+        };
+        Record::from_body(meta, &line.body, scratch)
+    }
+
+    /// Build from a request body as the app sent it, in any dialect: the
+    /// one feature extraction, shared by the offline scan and the live
+    /// detector. The record keeps no text of the body.
+    pub fn from_body(meta: Meta<'_>, body: &Value, scratch: &mut Vec<u64>) -> Record {
+        let mut walk = Walk::default();
+        walk.body(body);
+        Record {
+            ts: meta.ts,
+            key: meta.key.to_string(),
+            ip: text::word_hash(meta.ip.as_bytes()),
+            net: network(meta.ip),
+            user_agent: meta.user_agent.to_string(),
+            dialect: meta.dialect,
             in_chars: u32::try_from(walk.chars).unwrap_or(u32::MAX),
-            output_tokens: u32::try_from(line.output_tokens).unwrap_or(u32::MAX),
+            output_tokens: u32::try_from(meta.output_tokens).unwrap_or(u32::MAX),
             turns: walk.turns,
             tools: walk.tools,
             user: text::analyse(&walk.last_user, scratch),

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::state::{Live, OpsError};
 
+mod abuse;
 mod fleet;
 mod host;
 
@@ -47,6 +48,8 @@ pub fn router(live: Arc<Live>, token: &str, fleet: Option<Arc<crate::fleet::Flee
             post(set_chaos).delete(clear_chaos),
         )
         .route("/admin/fleet", get(fleet::view))
+        .route("/admin/abuse", get(abuse::view))
+        .route("/admin/keys/{key}/unquarantine", post(abuse::unquarantine))
         .route("/admin/events", get(events))
         .route("/admin/events/stream", get(event_stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

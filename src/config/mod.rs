@@ -6,6 +6,7 @@
 //! error with its `file:line:col` and key path. Only a file with no error
 //! becomes a [`Config`]; the caller swaps it in or keeps the old one.
 
+mod abuse;
 mod locate;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use abuse::{AbuseConfig, RELOADABLE_ABUSE_KEYS};
 pub use validate::{validate, warnings};
 
 /// The whole file. Tables keyed by name (not arrays) so that env overrides
@@ -31,6 +33,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub responses: ResponsesConfig,
     pub fleet: FleetConfig,
+    pub abuse: AbuseConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub routes: BTreeMap<String, RouteConfig>,

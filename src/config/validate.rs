@@ -77,6 +77,7 @@ pub fn validate(cfg: &Config) -> Vec<(String, String)> {
         out.push(("telemetry.queue_size".into(), "must be at least 1".into()));
     }
     out.extend(fleet(&cfg.fleet));
+    out.extend(super::abuse::validate(&cfg.abuse));
     let h = &cfg.health;
     if h.consecutive_failures == 0 {
         out.push((

@@ -23,10 +23,15 @@ use crate::model::{ChatRequest, Dialect};
 use crate::provider::Forwarded;
 use sha2::{Digest, Sha256};
 
+use crate::abuse::live::{Refusal, Who};
 use crate::failover::Served;
 use crate::keys::{AppKey, Denied, Refused};
 use crate::state::{Auth, Live};
 use crate::telemetry::{self, RequestSpan};
+
+/// The client's address, put in each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// The data-plane router. At most `max_concurrent` requests are served at
 /// once; the next one is shed at once (503 + `Retry-After`, in the caller's
@@ -180,6 +185,7 @@ fn body_left_unread(e: &GatewayError) -> bool {
         GatewayError::MissingKey
             | GatewayError::InvalidKey(_)
             | GatewayError::KeyRateLimited { .. }
+            | GatewayError::Quarantined
             | GatewayError::UnsupportedMediaType
             | GatewayError::BodyTooLarge(_)
             | GatewayError::BodyTimeout(_)
@@ -215,6 +221,18 @@ impl From<GatewayError> for Failed {
 /// `max_tokens`: what the gateway asks Anthropic for in that case. Other
 /// vendors may generate more; the excess is charged when settled.
 const ASSUMED_MAX_OUTPUT: u64 = 4096;
+
+/// A quarantined key's refusal: suspended (403), or over its throttled rate
+/// (429 with `Retry-After`).
+fn quarantined(r: Refusal) -> GatewayError {
+    match r {
+        Refusal::Suspended => GatewayError::Quarantined,
+        Refusal::Throttled { retry_after } => GatewayError::KeyRateLimited {
+            what: "requests per minute while it is throttled for suspected abuse",
+            retry_after,
+        },
+    }
+}
 
 fn denied(route: &str, d: Denied) -> GatewayError {
     match d {
@@ -263,6 +281,17 @@ where
         &parts.headers,
         parts.uri.query(),
     )?;
+    // The name the abuse detector knows the key by, when it watches; a
+    // quarantined key is refused here, before its body is read.
+    let watched = live.abuse.watching().then(|| match &app_key {
+        Some(k) => k.name.clone(),
+        None => presented_key(dialect, &parts.headers, parts.uri.query())
+            .map(crate::abuse::live::anonymous_name)
+            .unwrap_or_default(),
+    });
+    if let Some(name) = &watched {
+        live.abuse.check(name).map_err(quarantined)?;
+    }
     // The key is known from the headers: its request rate and its share of
     // the gateway are checked before a byte of the body is waited for.
     let in_flight = match &app_key {
@@ -283,6 +312,7 @@ where
     )
     .await?;
     let body_len = bytes.len();
+    let raw = watched.as_ref().map(|_| bytes.clone());
     let request = decode(bytes).await.map_err(GatewayError::BadRequest)?;
     let Some(route) = snapshot.table.routes.get(&request.model) else {
         return Err(GatewayError::UnknownRoute(request.model.clone()).into());
@@ -300,6 +330,32 @@ where
             .map_err(|d| denied(&route.name, d))?,
         None => None,
     };
+    // The request's abuse record: handed to the detector (never awaited)
+    // when the answer ends, with its output tokens.
+    let abuse = match (&watched, &raw) {
+        (Some(key), Some(raw)) => {
+            let ip = parts
+                .extensions
+                .get::<ClientAddr>()
+                .map(|a| a.0.ip().to_string())
+                .unwrap_or_default();
+            let user_agent = parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let who = Who {
+                key,
+                ip: &ip,
+                user_agent,
+                dialect,
+                route: &route.name,
+            };
+            live.abuse.begin(who, raw)
+        }
+        _ => None,
+    };
+    drop(raw);
     let fwd = Forwarded {
         anthropic_version: parts.headers.get("anthropic-version").cloned(),
     };
@@ -315,6 +371,7 @@ where
             hold: respond::Hold {
                 _in_flight: in_flight,
                 reservation,
+                abuse,
             },
         }),
         Err(error) => {
@@ -342,22 +399,7 @@ fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<Arc<AppKey>>, GatewayError> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let bearer = header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let key = match dialect {
-        Dialect::OpenAi | Dialect::Responses => bearer,
-        Dialect::Anthropic => header("x-api-key").or(bearer),
-        Dialect::Gemini => header("x-goog-api-key")
-            .or_else(|| query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))),
-    };
-    let key = match key {
+    let key = match presented_key(dialect, headers, query) {
         None | Some("") => return Err(GatewayError::MissingKey),
         Some(k) => k,
     };
@@ -374,6 +416,29 @@ fn authenticate(
             Err(Refused::Expired) => Err(GatewayError::InvalidKey("this API key has expired")),
             Err(Refused::Revoked) => Err(GatewayError::InvalidKey("this API key was revoked")),
         },
+    }
+}
+
+/// The key where the dialect's SDK puts it, as presented.
+fn presented_key<'a>(
+    dialect: Dialect,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<&'a str> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let bearer = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match dialect {
+        Dialect::OpenAi | Dialect::Responses => bearer,
+        Dialect::Anthropic => header("x-api-key").or(bearer),
+        Dialect::Gemini => header("x-goog-api-key")
+            .or_else(|| query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))),
     }
 }
 

@@ -122,17 +122,23 @@ impl Framing {
 }
 
 /// What a request holds of its key until its answer ends: one of the key's
-/// concurrent-request slots and its token reservation, settled with the
-/// usage the vendor reported.
+/// concurrent-request slots, its token reservation, settled with the
+/// usage the vendor reported, and its abuse record, which gets the output
+/// tokens the same way.
 #[derive(Debug, Default)]
 pub struct Hold {
     /// Held for its drop: the slot comes back when the answer ends.
     pub _in_flight: Option<crate::keys::InFlight>,
     pub reservation: Option<crate::keys::Reservation>,
+    /// The request's abuse record, handed to the detector when dropped.
+    pub abuse: Option<crate::abuse::live::Pending>,
 }
 
 impl Hold {
     fn settle(&mut self, usage: Option<crate::model::Usage>) {
+        if let (Some(p), Some(u)) = (&mut self.abuse, usage) {
+            p.settle(u.output_tokens);
+        }
         if let (Some(r), Some(u)) = (self.reservation.take(), usage) {
             r.settle(u.input_tokens.saturating_add(u.output_tokens));
         }

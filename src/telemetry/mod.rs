@@ -46,6 +46,8 @@ pub const EXPORT_FAILURES: &str = "switchyard_telemetry_export_failures_total";
 pub const STATE_PERSIST_FAILURES: &str = "switchyard_state_persist_failures_total";
 pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
 pub const FLEET_LINK_UP: &str = "switchyard_fleet_link_up";
+pub const ABUSE_FLAGS: &str = "switchyard_abuse_flags_total";
+pub const ABUSE_DROPPED: &str = "switchyard_abuse_records_dropped_total";
 
 /// What kind of instrument a metric is, on both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,8 @@ pub const METRICS: &[MetricDef] = &[
     def(STATE_PERSIST_FAILURES, "switchyard.state.persist_failures", Kind::Counter, "{write}", "Writes of the state file (suspensions) that failed; the change stayed in force."),
     def(ACCEPT_ERRORS, "switchyard.accept_errors", Kind::Counter, "{error}", "Failed accepts of client connections, by error (out_of_fds, out_of_memory, other)."),
     def(FLEET_LINK_UP, "switchyard.fleet.link_up", Kind::Gauge, "1", "1 while this replica's link to the fleet's Redis works, 0 while it serves on its last known state."),
+    def(ABUSE_FLAGS, "switchyard.abuse.flags", Kind::Counter, "{flag}", "Keys flagged by the live abuse detector, by kind."),
+    def(ABUSE_DROPPED, "switchyard.abuse.records_dropped", Kind::Counter, "{record}", "Request records dropped because a full queue would have made the request wait, by queue (detector, log)."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -298,6 +302,16 @@ pub fn state_persist_failure() {
 /// The fleet link of `replica` went up or down (fleet mode only).
 pub fn fleet_link(replica: &str, up: bool) {
     gauge!(FLEET_LINK_UP, "replica" => replica.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// The live abuse detector flagged a key; `kind` is the flag's kind.
+pub fn abuse_flag(kind: &'static str) {
+    counter!(ABUSE_FLAGS, "kind" => kind).increment(1);
+}
+
+/// A request's record did not fit its queue (`detector` or `log`).
+pub fn abuse_record_dropped(queue: &'static str) {
+    counter!(ABUSE_DROPPED, "queue" => queue).increment(1);
 }
 
 pub fn config_version(version: u64) {

@@ -9,6 +9,7 @@ CHROMEDRIVER_BIN). Nothing is downloaded. Set DASHBOARD_SCREENSHOT=path.png
 to save a screenshot of the dashboard with traffic and a suspended target.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -223,3 +224,72 @@ def first_event(driver, kind, target):
     if items and items[0].get_attribute("data-kind") == kind and items[0].get_attribute("data-target") == target:
         return items[0]
     return None
+
+
+SUBJECTS = [
+    "a proof that the square root of two is irrational",
+    "a Python function that merges two sorted lists",
+    "an explanation of photosynthesis in plants",
+    "a summary of the causes of the French revolution",
+    "a SQL query that finds duplicate customer emails",
+    "a derivation of the quadratic formula",
+    "an essay on contract law and consideration",
+    "a poem about the ocean at night",
+    "a method for computing compound interest",
+    "a chemistry answer on balancing redox equations",
+    "a description of how vaccines train immunity",
+    "a proof by induction of the sum of odd numbers",
+]
+
+
+def grading_request(demo, key, subject):
+    """One reward-model-grading prompt of a templated harness: it asks for
+    a rubric score and the full reasoning, the slot varies."""
+    prompt = ("You are a strict grader. Score the following response against the rubric criteria "
+              "on a scale of 1 to 10 for helpfulness, correctness and clarity. Think step by step and "
+              "show every intermediate step of your reasoning before the final score. "
+              f"Response to grade: {subject}.")
+    body = json.dumps({"model": "frontier", "messages": [{"role": "user", "content": prompt}]})
+    req = urllib.request.Request(
+        f"{demo.base}/v1/chat/completions", data=body.encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+
+
+def test_a_flag_shows_with_its_reasons(fresh, browser):
+    """The demo watches its traffic (mode observe): a grading harness on
+    one key is flagged, and the panel shows the flag with its reasons; the
+    key is not quarantined (observe never refuses)."""
+    demo = fresh
+    key = "campaign-dashboard-key"
+    # In any_key mode a key is watched under a name derived from its hash.
+    name = "anon-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    browser.get(demo.admin + "/")
+    sign_in(browser, demo.token)
+    wait(browser, lambda d: state(d, "claude") is not None)
+    assert browser.find_element(By.ID, "abuse-empty").is_displayed()
+
+    for subject in SUBJECTS:
+        grading_request(demo, key, subject)
+    chat(demo)  # a genuine request from another key
+
+    flag_row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'#abuse-flags tr[data-key="{name}"]'))
+    assert flag_row.get_attribute("data-kind") == "reward_model_grading"
+    reasons = [li.text for li in flag_row.find_elements(By.CSS_SELECTOR, "ul.reasons li")]
+    assert any("rubric grading prompts" in r for r in reasons), reasons
+    assert any("full reasoning" in r for r in reasons), reasons
+    status = flag_row.find_element(By.CSS_SELECTOR, "td.status")
+    assert status.get_attribute("data-quarantined") == "none"
+    assert "flagged only" in status.text
+    assert not browser.find_element(By.ID, "abuse-empty").is_displayed()
+    assert "mode: observe" in browser.find_element(By.ID, "abuse-mode").text
+    # Only the campaign key is listed, and the event log has its flag.
+    keys = [r.get_attribute("data-key") for r in browser.find_elements(By.CSS_SELECTOR, "#abuse-flags tbody tr")]
+    assert keys == [name], keys
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#events > li[data-kind="abuse_flag"][data-target="{name}"]'))
+    # Observe: still served.
+    grading_request(demo, key, "one more")
+    errors = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+    assert not errors, errors
