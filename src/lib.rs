@@ -11,11 +11,11 @@
 //!   the vendor-error taxonomy.
 //! - [`error`]: failure classes, the one class → decision table, gateway errors.
 //! - [`conversation`]: the Responses API's turn store.
+//! - [`config`]: `routes.toml` mirror, validation with positions, loading.
+//! - [`telemetry`]: metric names and recording helpers, spans, `/metrics`.
 //! - [`abuse`]: distillation and key-farm detection over request records
 //!   (offline scan, synthetic traffic, and the live detector with its
 //!   quarantines and traffic log, on threads of its own; no network I/O).
-//! - [`config`]: `routes.toml` mirror, validation with positions, loading.
-//! - [`telemetry`]: metric names and recording helpers, spans, `/metrics`.
 //! - [`provider`]: outbound HTTP to one vendor endpoint; secrets; quirks;
 //!   chaos faults at that boundary.
 //! - [`policy`]: the compiled routing table; pure target selection.

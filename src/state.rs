@@ -249,7 +249,7 @@ impl Live {
             None => BTreeMap::new(),
         };
         let events = EventLog::new(config.gateway.events_file.clone());
-        let abuse = crate::abuse::live::Guard::new(config.abuse.guard_options())?;
+        let abuse = crate::abuse::live::Guard::new(crate::abuse::live::Options::of(&config.abuse))?;
         let mut snapshot = Snapshot::build(config, 1, None, &env, epoch)?;
         for (name, s) in saved {
             let h = snapshot
@@ -418,7 +418,8 @@ impl Live {
     pub fn apply(&self, config: Config) -> Result<u64, LoadError> {
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let snapshot = Snapshot::build(config, version, Some(&self.load()), &self.env, self.epoch)?;
-        self.abuse.set_policy(snapshot.config.abuse.policy());
+        self.abuse
+            .set_policy(crate::abuse::live::Policy::of(&snapshot.config.abuse));
         self.current.store(Arc::new(snapshot));
         Ok(version)
     }

@@ -293,7 +293,10 @@ async fn off_records_nothing() {
     // recorded. Once its line is in the log, every earlier record would be
     // too (one queue, in order): there is none.
     cfg.mode = Mode::Observe;
-    live.gw.live.abuse.set_policy(cfg.policy());
+    live.gw
+        .live
+        .abuse
+        .set_policy(switchyard::abuse::live::Policy::of(&cfg));
     let mut marker = campaign[0].clone();
     marker.key = "marker".into();
     assert_eq!(live.send(&marker).await.0, 200);

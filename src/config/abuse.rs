@@ -6,7 +6,50 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::abuse::live::{Action, Mode, Scope};
+/// What the gateway does about abuse (`[abuse] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Nothing is recorded.
+    Off,
+    /// Flags are raised; no key is touched.
+    #[default]
+    Observe,
+    /// Flags are raised and the flagged key is quarantined.
+    Enforce,
+}
+
+/// What `enforce` does to a flagged key (`[abuse] action`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Requests per minute cut to `throttle_rpm`.
+    #[default]
+    Throttle,
+    /// Every request refused (403).
+    Suspend,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Throttle => "throttle",
+            Action::Suspend => "suspend",
+        }
+    }
+}
+
+/// Which keys a flag quarantines (`[abuse] scope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The flagged key only.
+    #[default]
+    Key,
+    /// The flagged key and, for a key farm, the sibling keys the detector
+    /// counted as the same campaign (never every key sharing a client).
+    Cluster,
+}
 
 /// The `[abuse]` keys a reload applies; the others (queue sizes and files)
 /// are read once at start, and a reload that changes them is refused.
@@ -54,31 +97,6 @@ impl Default for AbuseConfig {
             quarantine_file: None,
             log: None,
             log_bodies: false,
-        }
-    }
-}
-
-impl AbuseConfig {
-    /// The part a reload applies.
-    pub fn policy(&self) -> crate::abuse::live::Policy {
-        crate::abuse::live::Policy {
-            mode: self.mode,
-            action: self.action,
-            throttle_rpm: self.throttle_rpm,
-            scope: self.scope,
-        }
-    }
-
-    /// What the live detector is started with.
-    pub fn guard_options(&self) -> crate::abuse::live::Options {
-        crate::abuse::live::Options {
-            policy: self.policy(),
-            queue: self.queue,
-            max_flags: self.max_flags,
-            quarantine_file: self.quarantine_file.clone(),
-            log: self.log.clone(),
-            log_bodies: self.log_bodies,
-            settings: crate::abuse::Settings::default(),
         }
     }
 }

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use abuse::{AbuseConfig, RELOADABLE_ABUSE_KEYS};
+pub use abuse::{
+    AbuseConfig, Action as AbuseAction, Mode as AbuseMode, Scope as AbuseScope,
+    RELOADABLE_ABUSE_KEYS,
+};
 pub use validate::{validate, warnings};
 
 /// The whole file. Tables keyed by name (not arrays) so that env overrides

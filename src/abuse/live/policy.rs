@@ -3,54 +3,9 @@
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::abuse::Settings;
-
-/// What the gateway does about abuse (`[abuse] mode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Nothing is recorded.
-    Off,
-    /// Flags are raised; no key is touched.
-    #[default]
-    Observe,
-    /// Flags are raised and the flagged key is quarantined.
-    Enforce,
-}
-
-/// What `enforce` does to a flagged key (`[abuse] action`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Requests per minute cut to `throttle_rpm`.
-    #[default]
-    Throttle,
-    /// Every request refused (403).
-    Suspend,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Throttle => "throttle",
-            Action::Suspend => "suspend",
-        }
-    }
-}
-
-/// Which keys a flag quarantines (`[abuse] scope`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// The flagged key only.
-    #[default]
-    Key,
-    /// The flagged key and, for a key farm, the sibling keys the detector
-    /// counted as the same campaign (never every key sharing a client).
-    Cluster,
-}
+use crate::config::AbuseConfig;
+pub use crate::config::{AbuseAction as Action, AbuseMode as Mode, AbuseScope as Scope};
 
 /// What the worker does with a flag; replaced on reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,4 +29,31 @@ pub struct Options {
     pub log: Option<PathBuf>,
     pub log_bodies: bool,
     pub settings: Settings,
+}
+
+impl Policy {
+    /// The part of `[abuse]` a reload applies.
+    pub fn of(cfg: &AbuseConfig) -> Policy {
+        Policy {
+            mode: cfg.mode,
+            action: cfg.action,
+            throttle_rpm: cfg.throttle_rpm,
+            scope: cfg.scope,
+        }
+    }
+}
+
+impl Options {
+    /// What the live detector is started with.
+    pub fn of(cfg: &AbuseConfig) -> Options {
+        Options {
+            policy: Policy::of(cfg),
+            queue: cfg.queue,
+            max_flags: cfg.max_flags,
+            quarantine_file: cfg.quarantine_file.clone(),
+            log: cfg.log.clone(),
+            log_bodies: cfg.log_bodies,
+            settings: Settings::default(),
+        }
+    }
 }
