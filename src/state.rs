@@ -226,6 +226,9 @@ pub struct Live {
     /// write succeeds again: a readiness detail, not a reason to stop
     /// serving.
     pub persist_error: arc_swap::ArcSwapOption<String>,
+    /// Fleet mode: where the recorder hands the ejections and recoveries
+    /// it decides (`try_send`, never awaited); unset on a single gateway.
+    pub shared_health: std::sync::OnceLock<tokio::sync::mpsc::Sender<health::Shared>>,
 }
 
 impl Live {
@@ -279,6 +282,7 @@ impl Live {
             path,
             state_writer,
             persist_error: arc_swap::ArcSwapOption::empty(),
+            shared_health: std::sync::OnceLock::new(),
         })
     }
 

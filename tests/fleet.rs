@@ -11,7 +11,7 @@ use common::redis_server::Redis;
 use common::{user, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use switchyard::app::{self, Gateway, Options};
-use switchyard::sim::{Simulator, Vendor};
+use switchyard::sim::{Knobs, Simulator, Vendor};
 
 const CLAUDE: &str = "claude-sonnet-4-5";
 
@@ -23,7 +23,8 @@ struct Fleet {
     _dir: tempfile::TempDir,
 }
 
-/// The demo table on `sim`, in fleet mode as replica `id`.
+/// The demo table on `sim`, in fleet mode as replica `id`; `extra` goes
+/// right after the `[fleet]` keys (more of them, then other tables).
 fn routes(sim: std::net::SocketAddr, redis: &Redis, id: &str, extra: &str) -> String {
     let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim.to_string());
     format!(
@@ -32,10 +33,19 @@ fn routes(sim: std::net::SocketAddr, redis: &Redis, id: &str, extra: &str) -> St
     )
 }
 
+/// Health settings for the shared-ejection tests: eject after 3 failures
+/// in a row, for 3 s (6 s after a failed probe), and a route of two.
+const EJECTION: &str = "max_ejected_share = 0.5\n\n[health]\nconsecutive_failures = 3\nbase_ejection = \"3s\"\nmax_ejection = \"30s\"\n\n[routes.pair]\ntargets = [\"claude\", \"gpt\"]\n";
+
 impl Fleet {
     /// Redis, the simulator and `n` replicas `r0..`; replica `odd` (if
     /// any) gets a routes file with one more route.
     async fn start(n: usize, odd: Option<usize>) -> Fleet {
+        Fleet::start_with(n, odd, "").await
+    }
+
+    /// Like `start`, with `all` added to every replica's routes file.
+    async fn start_with(n: usize, odd: Option<usize>, all: &str) -> Fleet {
         let redis = Redis::start().await;
         let sim = Simulator::new();
         let sim_addr = sim
@@ -46,12 +56,12 @@ impl Fleet {
         let mut gws = Vec::new();
         for i in 0..n {
             let extra = if odd == Some(i) {
-                "\n[routes.extra]\ntargets = [\"gpt\"]\n"
+                format!("{all}\n[routes.extra]\ntargets = [\"gpt\"]\n")
             } else {
-                ""
+                all.to_string()
             };
             let path = dir.path().join(format!("routes-{i}.toml"));
-            std::fs::write(&path, routes(sim_addr, &redis, &format!("r{i}"), extra)).unwrap();
+            std::fs::write(&path, routes(sim_addr, &redis, &format!("r{i}"), &extra)).unwrap();
             let config = switchyard::config::load_file(&path).expect("valid table");
             let opts = Options {
                 path: Some(path),
@@ -174,10 +184,14 @@ impl Fleet {
     }
 
     async fn chat(&self, i: usize, text: &str) -> u16 {
+        self.chat_on(i, "frontier", text).await
+    }
+
+    async fn chat_on(&self, i: usize, route: &str, text: &str) -> u16 {
         self.http
             .post(format!("http://{}/v1/chat/completions", self.gw(i).addr))
             .bearer_auth("app-key")
-            .json(&user("frontier", text))
+            .json(&user(route, text))
             .send()
             .await
             .map_or(0, |r| r.status().as_u16())
@@ -473,4 +487,141 @@ async fn a_frozen_redis_fails_no_request_and_the_fleet_converges_after() {
     assert!(ok > 0);
     fleet.wait_for_replicas(0, 3).await;
     assert_all_acked(&fleet.resume(1, "claude").await, 3);
+}
+
+/// The audit events of replica `i` of `kind` on `target`.
+async fn events_of(fleet: &Fleet, i: usize, kind: &str, target: &str) -> Vec<Value> {
+    let events = fleet.admin(i, reqwest::Method::GET, "/admin/events").await;
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind && e["target"] == target)
+        .cloned()
+        .collect()
+}
+
+/// Spread requests over the replicas (one at a time, 20 ms apart) until
+/// the simulator counted `want` requests to Claude; every request is
+/// served (by a later target when Claude fails).
+async fn spread_until(fleet: &Fleet, want: u64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut n = 0;
+    while fleet.sim.count(Vendor::Anthropic, CLAUDE) < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Claude never reached {want} requests ({} so far)",
+            fleet.sim.count(Vendor::Anthropic, CLAUDE)
+        );
+        assert_eq!(fleet.chat(n % 3, "spread").await, 200);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejection_is_shared_and_one_probe_serves_the_whole_fleet() {
+    let fleet = Fleet::start_with(3, None, EJECTION).await;
+    fleet.sim.set_knobs(
+        Vendor::Anthropic,
+        CLAUDE,
+        Knobs {
+            error_status: Some(529),
+            ..Knobs::default()
+        },
+    );
+    // Replica r0 alone, until its outlier detection ejects Claude.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fleet.state(0, "claude").await != "ejected" {
+        assert!(tokio::time::Instant::now() < deadline, "r0 never ejected");
+        assert_eq!(fleet.chat(0, "warm").await, 200);
+    }
+    let at_eject = fleet.sim.count(Vendor::Anthropic, CLAUDE);
+    assert_eq!(at_eject, 3, "ejected after 3 failures in a row");
+
+    // Spread over all three: r1 and r2 skip it too, at most one request
+    // each before the shared ejection reached them.
+    for n in 0..30 {
+        assert_eq!(fleet.chat(n % 3, "spread").await, 200);
+    }
+    let spread = fleet.sim.count(Vendor::Anthropic, CLAUDE) - at_eject;
+    assert!(spread <= 2, "{spread} requests reached the ejected target");
+    for i in 1..3 {
+        assert_eq!(fleet.state(i, "claude").await, "ejected");
+        let ejects = events_of(&fleet, i, "eject", "claude").await;
+        assert!(
+            ejects.iter().any(|e| e["actor"] == "outlier-detection@r0"),
+            "r{i}: {ejects:?}"
+        );
+    }
+
+    // It runs out (3 s): exactly one probe fleet-wide; it fails, and the
+    // longer ejection is shared too.
+    let before_probe = fleet.sim.count(Vendor::Anthropic, CLAUDE);
+    spread_until(&fleet, before_probe + 1, Duration::from_secs(10)).await;
+    fleet
+        .converge("claude", "ejected", Duration::from_secs(5))
+        .await;
+    for n in 0..30 {
+        assert_eq!(fleet.chat(n % 3, "after probe").await, 200);
+    }
+    assert_eq!(
+        fleet.sim.count(Vendor::Anthropic, CLAUDE),
+        before_probe + 1,
+        "one probe for the whole fleet"
+    );
+
+    // Claude comes back: the next probe (after 6 s) succeeds, and every
+    // replica takes it back.
+    fleet.sim.clear_knobs();
+    spread_until(&fleet, before_probe + 2, Duration::from_secs(15)).await;
+    fleet
+        .converge("claude", "healthy", Duration::from_secs(5))
+        .await;
+    let back = fleet.sim.count(Vendor::Anthropic, CLAUDE);
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "back").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), back + 3);
+    for i in 0..3 {
+        assert!(!events_of(&fleet, i, "recover", "claude").await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_ejections_stop_at_the_routes_cap() {
+    let fleet = Fleet::start_with(2, None, EJECTION).await;
+    let down = Knobs {
+        error_status: Some(503),
+        ..Knobs::default()
+    };
+    fleet.sim.set_knobs(Vendor::Anthropic, CLAUDE, down.clone());
+    fleet.sim.set_knobs(Vendor::Openai, "gpt-5", down);
+    // Route `pair` is claude → gpt; both fail. Claude goes out first;
+    // gpt would make two of two, over the cap of one (0.5 × 2).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events_of(&fleet, 0, "eject_capped", "gpt").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gpt's ejection was never capped"
+        );
+        fleet.chat_on(0, "pair", "both down").await;
+    }
+    fleet
+        .converge("claude", "ejected", Duration::from_secs(5))
+        .await;
+    for i in 0..2 {
+        assert_ne!(fleet.state(i, "gpt").await, "ejected", "r{i}");
+    }
+    let mut con = fleet.redis.client().await;
+    let ejected: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("switchyard:ejected")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        ejected.keys().collect::<Vec<_>>(),
+        vec!["claude"],
+        "{ejected:?}"
+    );
 }

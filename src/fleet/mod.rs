@@ -15,6 +15,7 @@
 //! ARCHITECTURE.md).
 
 mod link;
+mod shared;
 mod store;
 
 use std::collections::HashMap;
@@ -158,8 +159,11 @@ impl Fleet {
             pending: Mutex::new(Vec::new()),
         });
         crate::telemetry::fleet_link(&fleet.id, false);
+        let (shared_tx, shared_rx) = tokio::sync::mpsc::channel(shared::QUEUE);
+        let _ = fleet.live.shared_health.set(shared_tx);
         let tasks = vec![
             tokio::spawn(link::heartbeat(fleet.clone(), shutdown.clone())),
+            tokio::spawn(shared::run(fleet.clone(), shared_rx, shutdown.clone())),
             tokio::spawn(link::follow(fleet.clone(), reader, shutdown)),
         ];
         Ok((fleet, tasks))
