@@ -83,10 +83,19 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Manage the gateway's own API keys for apps (in the keys file).
+    /// Manage the gateway's own API keys for apps (in the keys file, or
+    /// with --fleet in the fleet's Redis).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        /// Fleet mode: the keys in Redis, shared by every replica at once
+        /// (no reload needed); revoking refuses the key fleet-wide.
+        #[arg(long, global = true)]
+        fleet: bool,
+        /// Redis of the fleet (with --fleet); else the routes file's
+        /// `[fleet] redis_url`.
+        #[arg(long, env = "SWITCHYARD_REDIS_URL", global = true)]
+        redis_url: Option<String>,
         /// Routes file naming the keys file and the secret's env var.
         #[arg(
             long,
@@ -230,7 +239,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, diff } => check(&path, diff.as_deref()),
-        Command::Keys { command, config } => keys(command, &config),
+        Command::Keys {
+            command,
+            config,
+            fleet: true,
+            redis_url,
+        } => fleet_keys(command, &config, redis_url).await,
+        Command::Keys {
+            command, config, ..
+        } => keys(command, &config),
         Command::Drill {
             command:
                 DrillCommand::Run {
@@ -424,6 +441,128 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// A new key's record and secret from the `keys create` flags, checked
+/// against the routes file (routes exist, the HMAC secret is set).
+fn new_key(
+    config: &Config,
+    name: &str,
+    routes: Vec<String>,
+    expires: Option<String>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+) -> anyhow::Result<(switchyard::keys::KeyRecord, String)> {
+    for r in &routes {
+        if !config.routes.contains_key(r) {
+            bail!(
+                "unknown route `{r}` (routes: {})",
+                config.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let secret = std::env::var(&config.auth.secret_env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .with_context(|| {
+            format!(
+                "set {} to the gateway's HMAC secret",
+                config.auth.secret_env
+            )
+        })?;
+    let expires = match expires {
+        Some(d) => Some(
+            humantime::parse_duration(&d)
+                .with_context(|| format!("--expires {d}: not a duration (try 90d)"))?,
+        ),
+        None => None,
+    }
+    .map(|d| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |n| n.as_secs())
+            + d.as_secs()
+    });
+    let routes = if routes.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        routes
+    };
+    Ok(switchyard::keys::create(
+        secret.as_bytes(),
+        name,
+        routes,
+        expires,
+        rpm,
+        tpm,
+    ))
+}
+
+/// `switchyard keys … --fleet`: the keys in the fleet's Redis, talked to
+/// directly (no gateway needs to be up); every replica applies a change
+/// from its change stream within a second.
+async fn fleet_keys(
+    command: KeysCommand,
+    config_path: &Path,
+    redis_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = match config::load_file(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = redis_url
+        .filter(|u| !u.is_empty())
+        .or_else(|| config.fleet.redis_url.clone())
+        .context("--fleet needs --redis-url, $SWITCHYARD_REDIS_URL or [fleet] redis_url")?;
+    let name = &config.fleet.name;
+    let fleet = switchyard::fleet::FleetKeys::connect(&url, name).await?;
+    match command {
+        KeysCommand::Create {
+            name: key_name,
+            routes,
+            expires,
+            rpm,
+            tpm,
+        } => {
+            let (record, key) = new_key(&config, &key_name, routes, expires, rpm, tpm)?;
+            fleet.create(&record).await?;
+            println!("{key}");
+            eprintln!("key `{key_name}` created in fleet `{name}`; the line above is its secret, shown this once. Every replica accepts it within a second.");
+        }
+        KeysCommand::List => print_keys(&fleet.list().await?),
+        KeysCommand::Revoke { name: key_name } => {
+            let file = switchyard::keys::load_file(&config.auth.keys_file).unwrap_or_default();
+            fleet.revoke(&key_name, &file).await?;
+            println!("key `{key_name}` revoked in fleet `{name}`; every replica refuses it within a second");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_keys(records: &[switchyard::keys::KeyRecord]) {
+    println!(
+        "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+        "NAME", "STATE", "ROUTES", "RPM", "TPM", "EXPIRES"
+    );
+    for r in records {
+        let state = if r.revoked { "revoked" } else { "active" };
+        let limit = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let expires = r
+            .expires
+            .map_or("never".to_string(), |e| format!("unix {e}"));
+        println!(
+            "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+            r.name,
+            state,
+            r.routes.join(","),
+            limit(r.rpm),
+            limit(r.tpm),
+            expires
+        );
+    }
+}
+
 fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
     use switchyard::keys;
     let config = match config::load_file(config_path) {
@@ -446,69 +585,13 @@ fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
             if records.iter().any(|r| r.name == name && !r.revoked) {
                 bail!("a key named `{name}` exists; revoke it first or pick another name");
             }
-            for r in &routes {
-                if !config.routes.contains_key(r) {
-                    bail!(
-                        "unknown route `{r}` (routes: {})",
-                        config.routes.keys().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
-            let secret = std::env::var(&config.auth.secret_env)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .with_context(|| {
-                    format!(
-                        "set {} to the gateway's HMAC secret",
-                        config.auth.secret_env
-                    )
-                })?;
-            let expires = match expires {
-                Some(d) => Some(
-                    humantime::parse_duration(&d)
-                        .with_context(|| format!("--expires {d}: not a duration (try 90d)"))?,
-                ),
-                None => None,
-            }
-            .map(|d| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |n| n.as_secs())
-                    + d.as_secs()
-            });
-            let routes = if routes.is_empty() {
-                vec!["*".to_string()]
-            } else {
-                routes
-            };
-            let (record, key) = keys::create(secret.as_bytes(), &name, routes, expires, rpm, tpm);
+            let (record, key) = new_key(&config, &name, routes, expires, rpm, tpm)?;
             records.push(record);
             keys::save_file(file, records)?;
             println!("{key}");
             eprintln!("key `{name}` created; the line above is its secret, shown this once. Run `switchyard reload` to use it.");
         }
-        KeysCommand::List => {
-            println!(
-                "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
-                "NAME", "STATE", "ROUTES", "RPM", "TPM", "EXPIRES"
-            );
-            for r in &records {
-                let state = if r.revoked { "revoked" } else { "active" };
-                let limit = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-                let expires = r
-                    .expires
-                    .map_or("never".to_string(), |e| format!("unix {e}"));
-                println!(
-                    "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
-                    r.name,
-                    state,
-                    r.routes.join(","),
-                    limit(r.rpm),
-                    limit(r.tpm),
-                    expires
-                );
-            }
-        }
+        KeysCommand::List => print_keys(&records),
         KeysCommand::Revoke { name } => {
             let mut found = false;
             for r in records.iter_mut().filter(|r| r.name == name && !r.revoked) {

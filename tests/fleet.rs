@@ -14,6 +14,7 @@ use switchyard::app::{self, Gateway, Options};
 use switchyard::sim::{Knobs, Simulator, Vendor};
 
 const CLAUDE: &str = "claude-sonnet-4-5";
+const KEY_SECRET: &str = "fleet-test-hmac-secret";
 
 struct Fleet {
     redis: Redis,
@@ -46,6 +47,16 @@ impl Fleet {
 
     /// Like `start`, with `all` added to every replica's routes file.
     async fn start_with(n: usize, odd: Option<usize>, all: &str) -> Fleet {
+        Fleet::start_inner(n, odd, all, false).await
+    }
+
+    /// Like `start_with`, with app keys on (`keys_file` empty, the HMAC
+    /// secret in `SWITCHYARD_KEY_SECRET`).
+    async fn start_keys(n: usize, all: &str) -> Fleet {
+        Fleet::start_inner(n, None, all, true).await
+    }
+
+    async fn start_inner(n: usize, odd: Option<usize>, all: &str, keys: bool) -> Fleet {
         let redis = Redis::start().await;
         let sim = Simulator::new();
         let sim_addr = sim
@@ -61,11 +72,26 @@ impl Fleet {
                 all.to_string()
             };
             let path = dir.path().join(format!("routes-{i}.toml"));
-            std::fs::write(&path, routes(sim_addr, &redis, &format!("r{i}"), &extra)).unwrap();
+            let mut text = routes(sim_addr, &redis, &format!("r{i}"), &extra);
+            if keys {
+                let file = dir.path().join("keys.json");
+                text = text.replace(
+                    "mode = \"any_key\"",
+                    &format!(
+                        "mode = \"keys\"\nkeys_file = {:?}",
+                        file.display().to_string()
+                    ),
+                );
+            }
+            std::fs::write(&path, text).unwrap();
             let config = switchyard::config::load_file(&path).expect("valid table");
             let opts = Options {
                 path: Some(path),
-                env: switchyard::demo::env(),
+                env: std::sync::Arc::new(|name: &str| match name {
+                    "SWITCHYARD_KEY_SECRET" => Some(KEY_SECRET.to_string()),
+                    n if n.starts_with("SIM_") => Some("sim-key".to_string()),
+                    _ => None,
+                }),
                 listen: ([127, 0, 0, 1], 0).into(),
                 admin_listen: ([127, 0, 0, 1], 0).into(),
                 admin_token: ADMIN_TOKEN.into(),
@@ -185,6 +211,40 @@ impl Fleet {
 
     async fn chat(&self, i: usize, text: &str) -> u16 {
         self.chat_on(i, "frontier", text).await
+    }
+
+    /// A chat on `frontier` through replica `i` with app key `key`.
+    async fn chat_as(&self, i: usize, key: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/v1/chat/completions", self.gw(i).addr))
+            .bearer_auth(key)
+            .json(&user("frontier", "keyed"))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+
+    /// Runs `switchyard keys ARGS --fleet` on replica 0's routes file;
+    /// its stdout.
+    async fn keys_cli(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("keys")
+            .args(args)
+            .arg("--fleet")
+            .arg("--config")
+            .arg(self._dir.path().join("routes-0.toml"))
+            .env("SWITCHYARD_KEY_SECRET", KEY_SECRET)
+            .env_remove("SWITCHYARD_REDIS_URL")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "keys {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 
     async fn chat_on(&self, i: usize, route: &str, text: &str) -> u16 {
@@ -624,4 +684,107 @@ async fn shared_ejections_stop_at_the_routes_cap() {
         vec!["claude"],
         "{ejected:?}"
     );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Polls until replica `i` answers `want` to `key`, within `within`.
+async fn until_status(fleet: &Fleet, i: usize, key: &str, want: u16, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = fleet.chat_as(i, key).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r{i} still answers {got}, not {want}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_in_the_fleet_is_refused_by_every_replica_within_a_second() {
+    let fleet = Fleet::start_keys(3, "").await;
+    let key = fleet.keys_cli(&["create", "app"]).await.trim().to_string();
+    assert!(key.starts_with("sy-"), "{key}");
+    for i in 0..3 {
+        until_status(&fleet, i, &key, 200, Duration::from_secs(2)).await;
+    }
+    fleet.keys_cli(&["revoke", "app"]).await;
+    let revoked = tokio::time::Instant::now();
+    for i in 0..3 {
+        let left = Duration::from_secs(1).saturating_sub(revoked.elapsed());
+        until_status(&fleet, i, &key, 401, left).await;
+    }
+    println!(
+        "revocation refused on 3/3 replicas {} ms after the command returned",
+        revoked.elapsed().as_millis()
+    );
+    let list = fleet.keys_cli(&["list"]).await;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("app ") && l.contains("revoked")),
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_request_limit_holds_across_the_fleet() {
+    // 600 rpm counted over 3 s windows: 30 requests per window, fleet-wide.
+    let fleet = Fleet::start_keys(3, "rate_window = \"3s\"\n").await;
+    let key = fleet
+        .keys_cli(&["create", "busy", "--rpm", "600"])
+        .await
+        .trim()
+        .to_string();
+    for i in 0..3 {
+        until_status(&fleet, i, &key, 200, Duration::from_secs(2)).await;
+    }
+    // One whole window, from just after it starts to just before it ends.
+    let window = 3000;
+    let start = (unix_ms() / window + 1) * window + 100;
+    let end = start + window - 300;
+    tokio::time::sleep(Duration::from_millis(start - unix_ms())).await;
+    let (ok, limited) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let addrs: Vec<_> = fleet.gws.iter().flatten().map(|g| g.addr).collect();
+    let workers: Vec<_> = (0..9)
+        .map(|w| {
+            let (ok, limited, addrs, key) =
+                (ok.clone(), limited.clone(), addrs.clone(), key.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut n = w;
+                while unix_ms() < end {
+                    let status = http
+                        .post(format!("http://{}/v1/chat/completions", addrs[n % 3]))
+                        .bearer_auth(&key)
+                        .json(&user("frontier", "hammer"))
+                        .send()
+                        .await
+                        .map_or(0, |r| r.status().as_u16());
+                    n += 1;
+                    match status {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, limited) = (ok.load(Ordering::Relaxed), limited.load(Ordering::Relaxed));
+    println!("limit 30 per window through 3 replicas: {ok} admitted, {limited} refused");
+    assert!(ok as f64 <= 30.0 * 1.05, "{ok} admitted, limit 30");
+    assert!(ok >= 15, "only {ok} admitted: slices were not leased");
+    assert!(limited > 0);
 }

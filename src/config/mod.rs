@@ -236,6 +236,11 @@ pub struct FleetConfig {
     /// empty a route; an ejection over the cap is lifted and audited
     /// (`eject_capped`). Ops suspensions are not capped.
     pub max_ejected_share: f64,
+    /// App keys' request limits are counted fleet-wide over fixed windows
+    /// of this length (a key's rpm scaled to it); shorter windows smooth
+    /// bursts, at more Redis calls.
+    #[serde(with = "humantime_serde")]
+    pub rate_window: Duration,
 }
 
 impl Default for FleetConfig {
@@ -247,6 +252,7 @@ impl Default for FleetConfig {
             heartbeat_ttl: Duration::from_secs(6),
             ack_timeout: Duration::from_secs(2),
             max_ejected_share: 0.5,
+            rate_window: Duration::from_secs(60),
         }
     }
 }

@@ -251,5 +251,13 @@ fn fleet(f: &super::FleetConfig) -> Vec<(String, String)> {
             "must be more than 0 and at most 1".into(),
         ));
     }
+    if f.rate_window < std::time::Duration::from_secs(1)
+        || f.rate_window > std::time::Duration::from_secs(3600)
+    {
+        out.push((
+            "fleet.rate_window".into(),
+            "must be between 1s and 1h".into(),
+        ));
+    }
     out
 }

@@ -128,6 +128,7 @@ pub(super) async fn follow(
 /// Applies the changes and notes the acks of one read; false on a gap.
 async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cursor) -> bool {
     let mut applied = None;
+    let mut keys_changed = false;
     for key in reply.keys {
         if key.key == fleet.store.acks {
             for id in &key.ids {
@@ -142,6 +143,10 @@ async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cu
         }
         if key.key == fleet.store.health {
             for id in &key.ids {
+                if id.get::<String>("op").as_deref() == Some("keys") {
+                    keys_changed = true;
+                    continue;
+                }
                 match store::health_entry(id) {
                     Some(e) if e.origin != fleet.id => super::shared::apply(fleet, &e),
                     Some(_) => {}
@@ -172,6 +177,9 @@ async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cu
             fleet.applied.store(entry.epoch, Ordering::Relaxed);
             applied = Some(entry.epoch);
         }
+    }
+    if keys_changed {
+        super::keys::reload(fleet).await;
     }
     if let Some(epoch) = applied {
         ack(fleet, epoch).await;
@@ -280,6 +288,7 @@ async fn sync(fleet: &Fleet) -> redis::RedisResult<Cursor> {
         };
         super::shared::apply(fleet, &entry);
     }
+    super::keys::reload(fleet).await;
     fleet.applied.store(state.epoch, Ordering::Relaxed);
     fleet.store.ack(&mut con, &fleet.id, state.epoch).await?;
     Ok(Cursor {

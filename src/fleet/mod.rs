@@ -14,6 +14,8 @@
 //! last writer wins by the time the operator made the change (see
 //! ARCHITECTURE.md).
 
+mod keys;
+mod limits;
 mod link;
 mod shared;
 mod store;
@@ -32,6 +34,7 @@ use crate::config::FleetConfig;
 use crate::health::Suspension;
 use crate::state::Live;
 
+pub use keys::{FleetKeys, KeysError};
 pub use store::Replica;
 use store::{Change, Store};
 
@@ -164,6 +167,11 @@ impl Fleet {
         let tasks = vec![
             tokio::spawn(link::heartbeat(fleet.clone(), shutdown.clone())),
             tokio::spawn(shared::run(fleet.clone(), shared_rx, shutdown.clone())),
+            tokio::spawn(limits::run(
+                fleet.clone(),
+                Arc::new(tokio::sync::Notify::new()),
+                shutdown.clone(),
+            )),
             tokio::spawn(link::follow(fleet.clone(), reader, shutdown)),
         ];
         Ok((fleet, tasks))
