@@ -799,6 +799,15 @@ fn print_fleet(v: &serde_json::Value) {
             age
         );
     }
+    for r in v["replicas"].as_array().into_iter().flatten() {
+        if r["routes_differ"] == true {
+            println!(
+                "warning: replica {} runs a routes file (hash {}) that differs from the rest",
+                r["id"].as_str().unwrap_or("?"),
+                r["routes_hash"].as_str().unwrap_or("?")
+            );
+        }
+    }
 }
 
 /// The live table as two readable tables: targets, then routes.

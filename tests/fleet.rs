@@ -172,6 +172,7 @@ impl Fleet {
                 .as_array()
                 .unwrap()
                 .iter()
+                .filter(|e| e["replica"] == format!("r{i}"))
                 .filter_map(|e| e["kind"].as_str())
                 .filter(|k| k.starts_with("fleet_link"))
                 .map(str::to_string)
@@ -787,4 +788,72 @@ async fn a_keys_request_limit_holds_across_the_fleet() {
     assert!(ok as f64 <= 30.0 * 1.05, "{ok} admitted, limit 30");
     assert!(ok >= 15, "only {ok} admitted: slices were not leased");
     assert!(limited > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_audit_trail_is_in_order_and_status_flags_an_odd_routes_file() {
+    let fleet = Fleet::start(3, Some(2)).await;
+    assert_all_acked(&fleet.suspend(0, "claude").await, 3);
+    assert_all_acked(&fleet.resume(1, "claude").await, 3);
+    // Replica r2 shows both, each naming the replica that took it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let v = fleet.admin(2, reqwest::Method::GET, "/admin/events").await;
+        assert_eq!(v["source"], "fleet", "{v}");
+        let events = v["events"].as_array().unwrap().clone();
+        let at = |kind: &str, replica: &str| {
+            events
+                .iter()
+                .position(|e| e["kind"] == kind && e["replica"] == replica && e["actor"] == "test")
+        };
+        if let (Some(s), Some(r)) = (at("suspend", "r0"), at("resume", "r1")) {
+            assert!(s < r, "suspend before resume: {events:?}");
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r2 never showed the fleet's events: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        events.iter().all(|e| e["replica"].is_string()),
+        "{events:?}"
+    );
+    let times: Vec<u64> = events
+        .iter()
+        .map(|e| e["time_ms"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    for r in ["r0", "r1", "r2"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "suspend" && e["replica"] == r),
+            "every replica audits the suspension: {r}"
+        );
+    }
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["status", "--fleet", "--admin"])
+        .arg(format!("http://{}", fleet.gw(0).admin_addr))
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for i in 0..3 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("r{i} ")))
+            .unwrap_or_else(|| panic!("no line for r{i}: {stdout}"));
+        assert!(line.contains(&fleet.gw(i).addr.to_string()), "{line}");
+        assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
+        assert_eq!(line.contains("DIFFERS"), i == 2, "{line}");
+    }
+    assert!(
+        stdout.contains("warning: replica r2 runs a routes file"),
+        "{stdout}"
+    );
 }
