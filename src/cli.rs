@@ -34,6 +34,11 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_listen: SocketAddr,
+        /// Run a fleet: this many replicas sharing one throwaway
+        /// redis-server (needs redis-server on PATH), on the listen and
+        /// admin ports counting up.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        replicas: u16,
     },
     /// Run the vendor simulator alone.
     Sim {
@@ -224,7 +229,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo {
             listen,
             admin_listen,
+            replicas: 1,
         } => demo(listen, admin_listen).await,
+        Command::Demo {
+            listen,
+            admin_listen,
+            replicas,
+        } => demo_fleet(listen, admin_listen, replicas).await,
         Command::Sim { listen } => {
             let addr = Simulator::new()
                 .spawn(listen)
@@ -438,6 +449,76 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     if let Some(otel) = otel {
         otel.shutdown().await;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchyard demo --replicas N`: a throwaway redis-server, the
+/// simulator, and N replicas of the demo table in fleet mode, on the
+/// listen and admin ports counting up from the given ones.
+async fn demo_fleet(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    replicas: u16,
+) -> anyhow::Result<ExitCode> {
+    let redis = switchyard::demo::RedisServer::start().await?;
+    let sim = Simulator::new();
+    let sim_addr = sim
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let port = |addr: SocketAddr, i: u16| -> anyhow::Result<SocketAddr> {
+        let p = addr
+            .port()
+            .checked_add(i)
+            .context("listen port + replicas is past 65535")?;
+        Ok(SocketAddr::new(addr.ip(), p))
+    };
+    let mut gateways = Vec::new();
+    for i in 0..replicas {
+        let mut config = switchyard::demo::config(sim_addr).context("the embedded demo table")?;
+        config.fleet.redis_url = Some(redis.url());
+        config.fleet.replica = Some(format!("demo-{}", i + 1));
+        let opts = Options {
+            path: None,
+            env: switchyard::demo::env(),
+            listen: port(listen, i)?,
+            admin_listen: port(admin_listen, i)?,
+            admin_token: token.clone(),
+        };
+        gateways.push(app::start(config, opts).await?);
+    }
+    println!(
+        "Switchyard fleet demo: {replicas} replicas, one Redis ({}), simulated vendors on loopback.",
+        redis.url()
+    );
+    println!();
+    for (i, g) in gateways.iter().enumerate() {
+        println!(
+            "  replica demo-{}: http://{}  (OpenAI base URL http://{}/v1)  admin http://{}",
+            i + 1,
+            g.addr,
+            g.addr,
+            g.admin_addr
+        );
+    }
+    println!("  simulator:       http://{sim_addr}");
+    println!("  admin token:     {token}");
+    println!();
+    let admin = format!("http://{}", gateways[0].admin_addr);
+    println!("  Suspend a target on one replica; every replica applies and acks it:");
+    println!("    SWITCHYARD_ADMIN_TOKEN={token} switchyard suspend claude --admin {admin}");
+    println!("    SWITCHYARD_ADMIN_TOKEN={token} switchyard status --fleet --admin {admin}");
+    println!();
+    println!("Ctrl-C stops it.");
+    shutdown_signal().await;
+    for g in gateways {
+        g.shutdown().await;
+    }
+    redis.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 

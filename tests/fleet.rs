@@ -857,3 +857,114 @@ async fn the_fleets_audit_trail_is_in_order_and_status_flags_an_odd_routes_file(
         "{stdout}"
     );
 }
+
+/// A port `p` such that `p..p+n` are all free on loopback now.
+fn free_run(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p > 65_000 {
+            continue;
+        }
+        let rest: Vec<_> = (1..n)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            return p;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_demo_runs_three_replicas_that_share_a_suspension() {
+    use tokio::io::AsyncBufReadExt;
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let (data, admin) = (free_run(3), free_run(3));
+    let mut demo = tokio::process::Command::new(bin)
+        .args(["demo", "--replicas", "3"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{data}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin}"))
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut urls = Vec::new();
+    let printed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim_start().starts_with("replica demo-") {
+                urls.push(line);
+            } else if line.starts_with("Ctrl-C") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(printed.is_ok(), "the demo never printed its URLs: {urls:?}");
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    for (i, line) in urls.iter().enumerate() {
+        assert!(
+            line.contains(&format!("http://127.0.0.1:{}", data + i as u16)),
+            "{line}"
+        );
+    }
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Value = http
+            .get(format!("{admin_url}/admin/fleet"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["replicas"].as_array().map(Vec::len) == Some(3) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = tokio::process::Command::new(bin)
+        .args(["suspend", "claude", "--admin", &admin_url])
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("applied on 3/3 replicas in "), "{stdout}");
+    println!("{}", stdout.trim());
+
+    let pid = demo.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(40), demo.wait())
+        .await
+        .expect("the demo stops on Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_fleet_demo_says_what_is_missing_without_redis_server() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["demo", "--replicas", "3"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs redis-server on PATH"), "{stderr}");
+}
