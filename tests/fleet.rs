@@ -608,6 +608,10 @@ async fn an_ejection_is_shared_and_one_probe_serves_the_whole_fleet() {
     let spread = fleet.sim.count(Vendor::Anthropic, CLAUDE) - at_eject;
     assert!(spread <= 2, "{spread} requests reached the ejected target");
     for i in 1..3 {
+        // Counted by each replica's own health: at most one attempt each.
+        let routes = fleet.admin(i, reqwest::Method::GET, "/admin/routes").await;
+        let sent = routes["targets"]["claude"]["requests"].as_u64().unwrap();
+        assert!(sent <= 1, "r{i} sent the ejected target {sent} requests");
         assert_eq!(fleet.state(i, "claude").await, "ejected");
         let ejects = events_of(&fleet, i, "eject", "claude").await;
         assert!(
@@ -967,4 +971,29 @@ async fn the_fleet_demo_says_what_is_missing_without_redis_server() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("needs redis-server on PATH"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_requests_are_not_refused_while_redis_is_frozen() {
+    // 6000 rpm over 3 s windows: 300 per window, 100 per replica alone.
+    let fleet = Fleet::start_keys(3, "rate_window = \"3s\"\n").await;
+    let key = fleet
+        .keys_cli(&["create", "steady", "--rpm", "6000"])
+        .await
+        .trim()
+        .to_string();
+    for i in 0..3 {
+        until_status(&fleet, i, &key, 200, Duration::from_secs(2)).await;
+    }
+    fleet.redis.freeze();
+    // About 10 requests a second for two and a half windows: far under
+    // each replica's local share, so every one is served.
+    let mut statuses = Vec::new();
+    for n in 0..80 {
+        statuses.push(fleet.chat_as(n % 3, &key).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.redis.thaw();
+    let refused = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "{statuses:?}");
 }

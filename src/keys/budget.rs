@@ -29,6 +29,10 @@ pub struct Budget {
     /// `window + 1` when the fleet's budget of that window is spent (0:
     /// not known to be).
     spent: AtomicU64,
+    /// Redis away: this replica's local share of a window (0: Redis is
+    /// answering). A new window starts with it when nothing was leased
+    /// ahead, so a dead Redis never refuses a request the share allows.
+    fallback: AtomicU64,
     /// Wakes the leasing task when the local slice runs low.
     low: std::sync::Arc<Notify>,
     /// Set by the first lease (or fall-back): until then the key's local
@@ -57,6 +61,7 @@ impl Budget {
             next_window: AtomicU64::new(0),
             next_granted: AtomicU64::new(0),
             spent: AtomicU64::new(0),
+            fallback: AtomicU64::new(0),
             low,
             active: std::sync::atomic::AtomicBool::new(false),
         }
@@ -91,7 +96,7 @@ impl Budget {
             let ahead = if self.next_window.load(Ordering::Acquire) == w {
                 self.next_granted.swap(0, Ordering::AcqRel)
             } else {
-                0
+                self.fallback.load(Ordering::Acquire)
             };
             self.used.store(0, Ordering::Release);
             self.granted.store(ahead, Ordering::Release);
@@ -145,6 +150,7 @@ impl Budget {
     /// the part of `asked` under the limit.
     pub fn granted(&self, w: u64, asked: u64, total: u64) {
         self.active.store(true, Ordering::Release);
+        self.fallback.store(0, Ordering::Release);
         let before = total.saturating_sub(asked);
         let grant = self.limit.saturating_sub(before).min(asked);
         if total >= self.limit {
@@ -161,9 +167,11 @@ impl Budget {
     }
 
     /// Redis is away: this replica may use `share` of window `w` (the
-    /// limit divided by the live replicas it last knew), once.
+    /// limit divided by the live replicas it last knew), and of each new
+    /// window until a lease succeeds again.
     pub fn fall_back(&self, w: u64, share: u64) {
         self.active.store(true, Ordering::Release);
+        self.fallback.store(share, Ordering::Release);
         self.roll(w);
         if self.window.load(Ordering::Acquire) == w {
             self.granted.fetch_max(share, Ordering::AcqRel);
@@ -188,6 +196,21 @@ mod tests {
         let admitted = (0..30).filter(|_| b.admit().is_ok()).count();
         assert_eq!(admitted, 10);
         assert_eq!(b.wants(w, 20), None, "the fleet's budget is spent");
+    }
+
+    #[test]
+    fn without_redis_each_window_opens_with_the_local_share() {
+        let low = std::sync::Arc::new(Notify::new());
+        let b = Budget::new(1, Duration::from_secs(3600), low);
+        let w = b.window_at(unix_ms());
+        b.fall_back(w, 20);
+        assert_eq!((0..30).filter(|_| b.admit().is_ok()).count(), 20);
+        b.roll(w + 1);
+        assert_eq!((0..30).filter(|_| b.admit().is_ok()).count(), 20);
+        // Redis answers again: leases replace the share.
+        b.granted(w + 2, 5, 5);
+        b.roll(w + 2);
+        assert_eq!((0..30).filter(|_| b.admit().is_ok()).count(), 5);
     }
 
     #[test]
