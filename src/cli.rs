@@ -34,6 +34,11 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_listen: SocketAddr,
+        /// Run a fleet: this many replicas sharing one throwaway
+        /// redis-server (needs redis-server on PATH), on the listen and
+        /// admin ports counting up.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        replicas: u16,
     },
     /// Run the vendor simulator alone.
     Sim {
@@ -83,10 +88,19 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Manage the gateway's own API keys for apps (in the keys file).
+    /// Manage the gateway's own API keys for apps (in the keys file, or
+    /// with --fleet in the fleet's Redis).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        /// Fleet mode: the keys in Redis, shared by every replica at once
+        /// (no reload needed); revoking refuses the key fleet-wide.
+        #[arg(long, global = true)]
+        fleet: bool,
+        /// Redis of the fleet (with --fleet); else the routes file's
+        /// `[fleet] redis_url`.
+        #[arg(long, env = "SWITCHYARD_REDIS_URL", global = true)]
+        redis_url: Option<String>,
         /// Routes file naming the keys file and the secret's env var.
         #[arg(
             long,
@@ -221,7 +235,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo {
             listen,
             admin_listen,
+            replicas: 1,
         } => demo(listen, admin_listen).await,
+        Command::Demo {
+            listen,
+            admin_listen,
+            replicas,
+        } => demo_fleet(listen, admin_listen, replicas).await,
         Command::Sim { listen } => {
             let addr = Simulator::new()
                 .spawn(listen)
@@ -251,7 +271,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             warn_unpersisted(&v);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command, config } => keys(command, &config),
+        Command::Keys {
+            command,
+            config,
+            fleet: true,
+            redis_url,
+        } => fleet_keys(command, &config, redis_url).await,
+        Command::Keys {
+            command, config, ..
+        } => keys(command, &config),
         Command::Drill {
             command:
                 DrillCommand::Run {
@@ -445,6 +473,201 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// `switchyard demo --replicas N`: a throwaway redis-server, the
+/// simulator, and N replicas of the demo table in fleet mode, on the
+/// listen and admin ports counting up from the given ones.
+async fn demo_fleet(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    replicas: u16,
+) -> anyhow::Result<ExitCode> {
+    let redis = switchyard::demo::RedisServer::start().await?;
+    let sim = Simulator::new();
+    let sim_addr = sim
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
+    let token = std::env::var("SWITCHYARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let port = |addr: SocketAddr, i: u16| -> anyhow::Result<SocketAddr> {
+        let p = addr
+            .port()
+            .checked_add(i)
+            .context("listen port + replicas is past 65535")?;
+        Ok(SocketAddr::new(addr.ip(), p))
+    };
+    let mut gateways = Vec::new();
+    for i in 0..replicas {
+        let mut config = switchyard::demo::config(sim_addr).context("the embedded demo table")?;
+        config.fleet.redis_url = Some(redis.url());
+        config.fleet.replica = Some(format!("demo-{}", i + 1));
+        let opts = Options {
+            path: None,
+            env: switchyard::demo::env(),
+            listen: port(listen, i)?,
+            admin_listen: port(admin_listen, i)?,
+            admin_token: token.clone(),
+        };
+        gateways.push(app::start(config, opts).await?);
+    }
+    println!(
+        "Switchyard fleet demo: {replicas} replicas, one Redis ({}), simulated vendors on loopback.",
+        redis.url()
+    );
+    println!();
+    for (i, g) in gateways.iter().enumerate() {
+        println!(
+            "  replica demo-{}: http://{}  (OpenAI base URL http://{}/v1)  admin http://{}",
+            i + 1,
+            g.addr,
+            g.addr,
+            g.admin_addr
+        );
+    }
+    println!("  simulator:       http://{sim_addr}");
+    println!("  admin token:     {token}");
+    println!();
+    let admin = format!("http://{}", gateways[0].admin_addr);
+    println!("  Suspend a target on one replica; every replica applies and acks it:");
+    println!("    SWITCHYARD_ADMIN_TOKEN={token} switchyard suspend claude --admin {admin}");
+    println!("    SWITCHYARD_ADMIN_TOKEN={token} switchyard status --fleet --admin {admin}");
+    println!();
+    println!("Ctrl-C stops it.");
+    shutdown_signal().await;
+    for g in gateways {
+        g.shutdown().await;
+    }
+    redis.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new key's record and secret from the `keys create` flags, checked
+/// against the routes file (routes exist, the HMAC secret is set).
+fn new_key(
+    config: &Config,
+    name: &str,
+    routes: Vec<String>,
+    expires: Option<String>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+) -> anyhow::Result<(switchyard::keys::KeyRecord, String)> {
+    for r in &routes {
+        if !config.routes.contains_key(r) {
+            bail!(
+                "unknown route `{r}` (routes: {})",
+                config.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let secret = std::env::var(&config.auth.secret_env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .with_context(|| {
+            format!(
+                "set {} to the gateway's HMAC secret",
+                config.auth.secret_env
+            )
+        })?;
+    let expires = match expires {
+        Some(d) => Some(
+            humantime::parse_duration(&d)
+                .with_context(|| format!("--expires {d}: not a duration (try 90d)"))?,
+        ),
+        None => None,
+    }
+    .map(|d| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |n| n.as_secs())
+            + d.as_secs()
+    });
+    let routes = if routes.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        routes
+    };
+    Ok(switchyard::keys::create(
+        secret.as_bytes(),
+        name,
+        routes,
+        expires,
+        rpm,
+        tpm,
+    ))
+}
+
+/// `switchyard keys … --fleet`: the keys in the fleet's Redis, talked to
+/// directly (no gateway needs to be up); every replica applies a change
+/// from its change stream within a second.
+async fn fleet_keys(
+    command: KeysCommand,
+    config_path: &Path,
+    redis_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = match config::load_file(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = redis_url
+        .filter(|u| !u.is_empty())
+        .or_else(|| config.fleet.redis_url.clone())
+        .context("--fleet needs --redis-url, $SWITCHYARD_REDIS_URL or [fleet] redis_url")?;
+    let name = &config.fleet.name;
+    let fleet = switchyard::fleet::FleetKeys::connect(&url, name).await?;
+    match command {
+        KeysCommand::Create {
+            name: key_name,
+            routes,
+            expires,
+            rpm,
+            tpm,
+        } => {
+            let (record, key) = new_key(&config, &key_name, routes, expires, rpm, tpm)?;
+            fleet.create(&record).await?;
+            println!("{key}");
+            eprintln!("key `{key_name}` created in fleet `{name}`; the line above is its secret, shown this once. Every replica accepts it within a second.");
+        }
+        KeysCommand::List => print_keys(&fleet.list().await?),
+        KeysCommand::Revoke { name: key_name } => {
+            let file = switchyard::keys::load_file(&config.auth.keys_file).unwrap_or_default();
+            fleet.revoke(&key_name, &file).await?;
+            println!("key `{key_name}` revoked in fleet `{name}`; every replica refuses it within a second");
+        }
+        // Subcommands added later (they talk to a gateway, not to Redis).
+        #[allow(unreachable_patterns)]
+        _ => bail!("--fleet applies to keys create, list and revoke"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_keys(records: &[switchyard::keys::KeyRecord]) {
+    println!(
+        "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+        "NAME", "STATE", "ROUTES", "RPM", "TPM", "EXPIRES"
+    );
+    for r in records {
+        let state = if r.revoked { "revoked" } else { "active" };
+        let limit = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let expires = r
+            .expires
+            .map_or("never".to_string(), |e| format!("unix {e}"));
+        println!(
+            "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
+            r.name,
+            state,
+            r.routes.join(","),
+            limit(r.rpm),
+            limit(r.tpm),
+            expires
+        );
+    }
+}
+
 fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
     use switchyard::keys;
     let config = match config::load_file(config_path) {
@@ -467,69 +690,13 @@ fn keys(command: KeysCommand, config_path: &Path) -> anyhow::Result<ExitCode> {
             if records.iter().any(|r| r.name == name && !r.revoked) {
                 bail!("a key named `{name}` exists; revoke it first or pick another name");
             }
-            for r in &routes {
-                if !config.routes.contains_key(r) {
-                    bail!(
-                        "unknown route `{r}` (routes: {})",
-                        config.routes.keys().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
-            let secret = std::env::var(&config.auth.secret_env)
-                .ok()
-                .filter(|s| !s.is_empty())
-                .with_context(|| {
-                    format!(
-                        "set {} to the gateway's HMAC secret",
-                        config.auth.secret_env
-                    )
-                })?;
-            let expires = match expires {
-                Some(d) => Some(
-                    humantime::parse_duration(&d)
-                        .with_context(|| format!("--expires {d}: not a duration (try 90d)"))?,
-                ),
-                None => None,
-            }
-            .map(|d| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |n| n.as_secs())
-                    + d.as_secs()
-            });
-            let routes = if routes.is_empty() {
-                vec!["*".to_string()]
-            } else {
-                routes
-            };
-            let (record, key) = keys::create(secret.as_bytes(), &name, routes, expires, rpm, tpm);
+            let (record, key) = new_key(&config, &name, routes, expires, rpm, tpm)?;
             records.push(record);
             keys::save_file(file, records)?;
             println!("{key}");
             eprintln!("key `{name}` created; the line above is its secret, shown this once. Run `switchyard reload` to use it.");
         }
-        KeysCommand::List => {
-            println!(
-                "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
-                "NAME", "STATE", "ROUTES", "RPM", "TPM", "EXPIRES"
-            );
-            for r in &records {
-                let state = if r.revoked { "revoked" } else { "active" };
-                let limit = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-                let expires = r
-                    .expires
-                    .map_or("never".to_string(), |e| format!("unix {e}"));
-                println!(
-                    "{:<20} {:<8} {:<28} {:>8} {:>10} {:>12}",
-                    r.name,
-                    state,
-                    r.routes.join(","),
-                    limit(r.rpm),
-                    limit(r.tpm),
-                    expires
-                );
-            }
-        }
+        KeysCommand::List => print_keys(&records),
         KeysCommand::Revoke { name } => {
             let mut found = false;
             for r in records.iter_mut().filter(|r| r.name == name && !r.revoked) {
@@ -737,6 +904,15 @@ fn print_fleet(v: &serde_json::Value) {
             r["epoch"],
             age
         );
+    }
+    for r in v["replicas"].as_array().into_iter().flatten() {
+        if r["routes_differ"] == true {
+            println!(
+                "warning: replica {} runs a routes file (hash {}) that differs from the rest",
+                r["id"].as_str().unwrap_or("?"),
+                r["routes_hash"].as_str().unwrap_or("?")
+            );
+        }
     }
 }
 

@@ -23,8 +23,8 @@ pub struct Event {
     /// Unix milliseconds.
     pub time_ms: u64,
     /// `suspend`, `resume`, `suspension_expired`, `reload`, `reload_rejected`,
-    /// `eject`, `recover`, `alert`; `abuse_flag`, `abuse_quarantine`,
-    /// `abuse_unquarantine`.
+    /// `eject`, `recover`, `eject_capped`, `alert`, `fleet_link_up`, `fleet_link_down`;
+    /// `abuse_flag`, `abuse_quarantine`, `abuse_unquarantine`.
     pub kind: &'static str,
     pub actor: String,
     pub target: Option<String>,
@@ -35,6 +35,9 @@ pub struct Event {
     /// score, cluster, reasons).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+    /// Fleet mode: the replica that wrote the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 pub struct EventLog {
@@ -42,6 +45,11 @@ pub struct EventLog {
     ring: Mutex<VecDeque<Event>>,
     file: Option<mpsc::UnboundedSender<Event>>,
     live: tokio::sync::broadcast::Sender<Event>,
+    /// Fleet mode: this replica's id, stamped on every event.
+    replica: std::sync::OnceLock<String>,
+    /// Fleet mode: events are also handed (never awaited; a full queue
+    /// drops) to the task that mirrors them to the fleet's Redis stream.
+    mirror: std::sync::OnceLock<mpsc::Sender<Event>>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -74,7 +82,16 @@ impl EventLog {
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             file,
             live: tokio::sync::broadcast::channel(256).0,
+            replica: std::sync::OnceLock::new(),
+            mirror: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Fleet mode: names this replica on every event from now on, and
+    /// mirrors each one through `mirror`. Set once, at start.
+    pub fn join_fleet(&self, replica: &str, mirror: mpsc::Sender<Event>) {
+        let _ = self.replica.set(replica.to_string());
+        let _ = self.mirror.set(mirror);
     }
 
     pub fn emit(&self, e: NewEvent<'_>) -> Event {
@@ -95,6 +112,7 @@ impl EventLog {
             before: e.before.to_string(),
             after: e.after.to_string(),
             detail,
+            replica: self.replica.get().cloned(),
         };
         tracing::info!(
             kind = event.kind, actor = %event.actor, target = event.target.as_deref().unwrap_or("-"),
@@ -109,6 +127,9 @@ impl EventLog {
         }
         if let Some(tx) = &self.file {
             let _ = tx.send(event.clone());
+        }
+        if let Some(tx) = self.mirror.get() {
+            let _ = tx.try_send(event.clone());
         }
         // No subscriber is fine; a slow one misses events (and can re-read
         // them with `since`).

@@ -237,6 +237,12 @@ pub struct Live {
     pub persist_error: arc_swap::ArcSwapOption<String>,
     /// The live abuse detector and the quarantines it put in force.
     pub abuse: crate::abuse::live::Guard,
+    /// Fleet mode: where the recorder hands the ejections and recoveries
+    /// it decides (`try_send`, never awaited); unset on a single gateway.
+    pub shared_health: std::sync::OnceLock<tokio::sync::mpsc::Sender<health::Shared>>,
+    /// Fleet mode: the app keys kept in Redis, consulted before the keys
+    /// file (a revocation there wins); kept up to date by the follower.
+    pub fleet_keys: arc_swap::ArcSwapOption<KeyStore>,
 }
 
 impl Live {
@@ -292,7 +298,31 @@ impl Live {
             state_writer,
             persist_error: arc_swap::ArcSwapOption::empty(),
             abuse,
+            shared_health: std::sync::OnceLock::new(),
+            fleet_keys: arc_swap::ArcSwapOption::empty(),
         })
+    }
+
+    /// An env var as this gateway reads its settings (tests inject them).
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// Checks an app key: the fleet's keys first (fleet mode; a key known
+    /// there is decided there, so a revocation in Redis wins over the keys
+    /// file), then the snapshot's keys file.
+    pub fn authenticate_key(
+        &self,
+        file: &KeyStore,
+        presented: &str,
+    ) -> Result<Arc<crate::keys::AppKey>, crate::keys::Refused> {
+        if let Some(fleet) = self.fleet_keys.load().as_ref() {
+            match fleet.authenticate(presented) {
+                Err(crate::keys::Refused::Unknown) => {}
+                decided => return decided,
+            }
+        }
+        file.authenticate(presented)
     }
 
     /// The snapshot to use for one whole request.

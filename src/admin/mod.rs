@@ -360,6 +360,14 @@ struct Since {
 }
 
 async fn events(State(admin): State<Admin>, Query(q): Query<Since>) -> Json<serde_json::Value> {
+    // Fleet mode: the whole fleet's trail, each event naming its replica
+    // (`since` counts this replica's own events, so it reads the ring).
+    if let (Some(fleet), None) = (&admin.fleet, q.since) {
+        return Json(match fleet.events().await {
+            Ok(events) => json!({"events": events, "source": "fleet"}),
+            Err(e) => json!({"events": admin.live.events.since(0), "source": "local", "error": e}),
+        });
+    }
     Json(json!({"events": admin.live.events.since(q.since.unwrap_or(0))}))
 }
 

@@ -237,6 +237,16 @@ pub struct FleetConfig {
     /// How long a suspend / resume waits for every live replica's ack.
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
+    /// Outlier ejections shared fleet-wide may take out at most this share
+    /// of any route's targets (at least one), so a fleet-wide blip cannot
+    /// empty a route; an ejection over the cap is lifted and audited
+    /// (`eject_capped`). Ops suspensions are not capped.
+    pub max_ejected_share: f64,
+    /// App keys' request limits are counted fleet-wide over fixed windows
+    /// of this length (a key's rpm scaled to it); shorter windows smooth
+    /// bursts, at more Redis calls.
+    #[serde(with = "humantime_serde")]
+    pub rate_window: Duration,
 }
 
 impl Default for FleetConfig {
@@ -247,6 +257,8 @@ impl Default for FleetConfig {
             replica: None,
             heartbeat_ttl: Duration::from_secs(6),
             ack_timeout: Duration::from_secs(2),
+            max_ejected_share: 0.5,
+            rate_window: Duration::from_secs(60),
         }
     }
 }

@@ -246,5 +246,19 @@ fn fleet(f: &super::FleetConfig) -> Vec<(String, String)> {
     if f.ack_timeout.is_zero() {
         out.push(("fleet.ack_timeout".into(), "must be greater than 0".into()));
     }
+    if !(f.max_ejected_share > 0.0 && f.max_ejected_share <= 1.0) {
+        out.push((
+            "fleet.max_ejected_share".into(),
+            "must be more than 0 and at most 1".into(),
+        ));
+    }
+    if f.rate_window < std::time::Duration::from_secs(1)
+        || f.rate_window > std::time::Duration::from_secs(3600)
+    {
+        out.push((
+            "fleet.rate_window".into(),
+            "must be between 1s and 1h".into(),
+        ));
+    }
     out
 }

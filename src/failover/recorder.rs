@@ -8,9 +8,10 @@
 //! request path calls `TargetHealth::record`, so no outcome can change
 //! health silently.
 //!
-//! This is also the seam fleet mode plugs into: sharing ejections across
-//! replicas means publishing what [`Recorder::record`] decides, and nothing
-//! else needs to know.
+//! This is also the seam fleet mode plugs into: in fleet mode the ejections
+//! and recoveries [`Recorder::record`] decides are handed (never awaited)
+//! to the fleet's background task, which shares them; nothing else on the
+//! request path needs to know.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::error::{Audit, Reason};
 use crate::events::NewEvent;
-use crate::health::{Outcome, TargetHealth, Transition};
+use crate::health::{Outcome, Shared, TargetHealth, Transition};
 use crate::policy::Target;
 use crate::state::{Live, Snapshot};
 use crate::telemetry;
@@ -104,6 +105,14 @@ impl Recorder {
                     before: "degraded",
                     after: &format!("ejected for {}", humantime::format_duration(backoff)),
                 });
+                self.share(
+                    o.health,
+                    Shared::Ejected {
+                        target: name.clone(),
+                        backoff,
+                        why: reason,
+                    },
+                );
             }
             Some(Transition::Recovered) => {
                 self.live.events.emit(NewEvent {
@@ -114,12 +123,38 @@ impl Recorder {
                     before: "ejected",
                     after: "healthy",
                 });
+                self.share(
+                    o.health,
+                    Shared::Recovered {
+                        target: name.clone(),
+                    },
+                );
             }
             None => {}
         }
         if let Err(reason) = o.result {
             if reason.rule().audit == Audit::Alert {
                 self.take_out_provider(o.target, reason);
+            }
+        }
+    }
+
+    /// Fleet mode: hands a transition to the fleet's background task
+    /// without waiting (a full queue drops it: the other replicas then
+    /// decide on their own, as without a fleet). An ejection's probe then
+    /// waits for the fleet's probe lease.
+    fn share(&self, health: &TargetHealth, what: Shared) {
+        let Some(tx) = self.live.shared_health.get() else {
+            return;
+        };
+        let ejected = matches!(what, Shared::Ejected { .. });
+        if ejected {
+            health.gate_probe();
+        }
+        if tx.try_send(what).is_err() {
+            tracing::warn!(target_name = %health.name, "fleet health queue full; transition kept local");
+            if ejected {
+                health.open_probe();
             }
         }
     }

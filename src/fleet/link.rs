@@ -65,6 +65,7 @@ fn routes_hash(fleet: &Fleet) -> String {
 struct Cursor {
     changes: String,
     acks: String,
+    health: String,
 }
 
 /// Syncs, then follows the change and ack streams until shutdown; on any
@@ -103,7 +104,7 @@ pub(super) async fn follow(
             continue;
         };
         let read = tokio::select! {
-            r = fleet.store.read(&mut reader, &at.changes, &at.acks, BLOCK) => r,
+            r = fleet.store.read(&mut reader, &at.changes, &at.acks, &at.health, BLOCK) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         match read {
@@ -127,6 +128,7 @@ pub(super) async fn follow(
 /// Applies the changes and notes the acks of one read; false on a gap.
 async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cursor) -> bool {
     let mut applied = None;
+    let mut keys_changed = false;
     for key in reply.keys {
         if key.key == fleet.store.acks {
             for id in &key.ids {
@@ -136,6 +138,23 @@ async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cu
             }
             if let Some(last) = key.ids.last() {
                 at.acks = last.id.clone();
+            }
+            continue;
+        }
+        if key.key == fleet.store.health {
+            for id in &key.ids {
+                if id.get::<String>("op").as_deref() == Some("keys") {
+                    keys_changed = true;
+                    continue;
+                }
+                match store::health_entry(id) {
+                    Some(e) if e.origin != fleet.id => super::shared::apply(fleet, &e),
+                    Some(_) => {}
+                    None => tracing::warn!(id = %id.id, "malformed shared ejection skipped"),
+                }
+            }
+            if let Some(last) = key.ids.last() {
+                at.health = last.id.clone();
             }
             continue;
         }
@@ -158,6 +177,9 @@ async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cu
             fleet.applied.store(entry.epoch, Ordering::Relaxed);
             applied = Some(entry.epoch);
         }
+    }
+    if keys_changed {
+        super::keys::reload(fleet).await;
     }
     if let Some(epoch) = applied {
         ack(fleet, epoch).await;
@@ -255,11 +277,24 @@ async fn sync(fleet: &Fleet) -> redis::RedisResult<Cursor> {
             }
         }
     }
+    // Shared ejections still in force (their origin is not kept here:
+    // the event names the fleet).
+    for (target, until_ms) in &state.ejected {
+        let entry = store::HealthEntry {
+            target: target.clone(),
+            until_ms: Some(*until_ms),
+            why: "shared ejection in force when this replica synced".into(),
+            origin: "fleet".into(),
+        };
+        super::shared::apply(fleet, &entry);
+    }
+    super::keys::reload(fleet).await;
     fleet.applied.store(state.epoch, Ordering::Relaxed);
     fleet.store.ack(&mut con, &fleet.id, state.epoch).await?;
     Ok(Cursor {
         changes: state.changes_id,
         acks: state.acks_id,
+        health: state.health_id,
     })
 }
 

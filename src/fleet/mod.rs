@@ -14,7 +14,11 @@
 //! last writer wins by the time the operator made the change (see
 //! ARCHITECTURE.md).
 
+mod audit;
+mod keys;
+mod limits;
 mod link;
+mod shared;
 mod store;
 pub mod turns;
 
@@ -32,6 +36,7 @@ use crate::config::FleetConfig;
 use crate::health::Suspension;
 use crate::state::Live;
 
+pub use keys::{FleetKeys, KeysError};
 pub use store::Replica;
 use store::{Change, Store};
 
@@ -159,8 +164,19 @@ impl Fleet {
             pending: Mutex::new(Vec::new()),
         });
         crate::telemetry::fleet_link(&fleet.id, false);
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(audit::QUEUE);
+        fleet.live.events.join_fleet(&fleet.id, events_tx);
+        let (shared_tx, shared_rx) = tokio::sync::mpsc::channel(shared::QUEUE);
+        let _ = fleet.live.shared_health.set(shared_tx);
         let tasks = vec![
             tokio::spawn(link::heartbeat(fleet.clone(), shutdown.clone())),
+            tokio::spawn(shared::run(fleet.clone(), shared_rx, shutdown.clone())),
+            tokio::spawn(audit::mirror(fleet.clone(), events_rx, shutdown.clone())),
+            tokio::spawn(limits::run(
+                fleet.clone(),
+                Arc::new(tokio::sync::Notify::new()),
+                shutdown.clone(),
+            )),
             tokio::spawn(link::follow(fleet.clone(), reader, shutdown)),
         ];
         Ok((fleet, tasks))
@@ -287,6 +303,11 @@ impl Fleet {
             waited: true,
             error: None,
         }
+    }
+
+    /// The whole fleet's audit trail, oldest first (see `audit`).
+    pub async fn events(&self) -> Result<Vec<serde_json::Value>, String> {
+        audit::read(self).await
     }
 
     /// The live replicas as Redis sees them, flagging routes files that

@@ -12,6 +12,11 @@
 //!   on a read instead of polling.
 //! - `{name}:replica:{id}` — hash with the replica's heartbeat; expires
 //!   after the heartbeat TTL. `{name}:replicas` — sorted set of ids.
+//! - `{name}:ejected` — hash target → unix ms its shared outlier ejection
+//!   ends; `{name}:health` — stream of shared ejections and recoveries
+//!   (no epoch, no acks: they are observations, not ops changes);
+//!   `{name}:probe:{target}` — the probe lease (`SET NX PX`), one holder
+//!   fleet-wide.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +46,43 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'epoch', e, 'target', A
   'op', ARGV[2], 'suspension', ARGV[3], 'actor', ARGV[4], 'origin', ARGV[5], 'time_ms', ARGV[6])
 return e
 ";
+
+/// Shares one outlier ejection, unless it would take out more than the
+/// cap of one of the target's routes. ARGV: target, until_ms, now_ms,
+/// why, origin, stream length, then per route: cap, n, n sibling names.
+/// Returns 1 when shared, 0 when over a cap.
+const EJECT: &str = r"
+local i = 7
+while i <= #ARGV do
+  local cap = tonumber(ARGV[i])
+  local n = tonumber(ARGV[i + 1])
+  local out = 1
+  for j = i + 2, i + 1 + n do
+    if ARGV[j] ~= ARGV[1] then
+      local u = tonumber(redis.call('HGET', KEYS[1], ARGV[j]) or '0')
+      if u > tonumber(ARGV[3]) then out = out + 1 end
+    end
+  end
+  if out > cap then return 0 end
+  i = i + 2 + n
+end
+local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > prev then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('DEL', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'op', 'eject', 'target', ARGV[1],
+  'until_ms', ARGV[2], 'why', ARGV[4], 'origin', ARGV[5])
+return 1
+";
+
+/// A shared outlier ejection or recovery, read back from `{name}:health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEntry {
+    pub target: String,
+    /// Unix ms the ejection ends; `None`: recovered.
+    pub until_ms: Option<u64>,
+    pub why: String,
+    pub origin: String,
+}
 
 /// A change as written to the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,8 +121,21 @@ pub struct State {
     pub epoch: u64,
     pub changes_id: String,
     pub acks_id: String,
+    pub health_id: String,
     pub suspensions: HashMap<String, String>,
+    /// Shared ejections: target → unix ms they end.
+    pub ejected: HashMap<String, u64>,
 }
+
+/// The replies of the state read, in order.
+type StateReply = (
+    Option<u64>,
+    StreamRangeReply,
+    StreamRangeReply,
+    HashMap<String, String>,
+    StreamRangeReply,
+    HashMap<String, u64>,
+);
 
 /// Key names of one fleet.
 pub struct Store {
@@ -92,6 +147,10 @@ pub struct Store {
     replicas: String,
     prefix: String,
     script: redis::Script,
+    ejected: String,
+    pub health: String,
+    name: String,
+    eject: redis::Script,
 }
 
 impl Store {
@@ -105,7 +164,106 @@ impl Store {
             replicas: format!("{name}:replicas"),
             prefix: format!("{name}:replica:"),
             script: redis::Script::new(WRITE),
+            ejected: format!("{name}:ejected"),
+            health: format!("{name}:health"),
+            name: name.to_string(),
+            eject: redis::Script::new(EJECT),
         }
+    }
+
+    fn lease_key(&self, target: &str) -> String {
+        format!("{}:probe:{target}", self.name)
+    }
+
+    /// Shares an ejection of `target` until `until_ms`; `Ok(false)` when
+    /// one of `routes` (cap, targets) would be over its cap.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn eject(
+        &self,
+        con: &mut ConnectionManager,
+        target: &str,
+        until_ms: u64,
+        why: &str,
+        origin: &str,
+        routes: &[(usize, Vec<String>)],
+    ) -> redis::RedisResult<bool> {
+        let mut call = self.eject.key(&self.ejected);
+        call.key(&self.health)
+            .key(self.lease_key(target))
+            .arg(target)
+            .arg(until_ms)
+            .arg(super::unix_ms())
+            .arg(why)
+            .arg(origin)
+            .arg(STREAM_LEN);
+        for (cap, names) in routes {
+            call.arg(*cap).arg(names.len());
+            for n in names {
+                call.arg(n);
+            }
+        }
+        let shared: i64 = call.invoke_async(con).await?;
+        Ok(shared == 1)
+    }
+
+    /// Shares a recovery: the ejection and the probe lease end.
+    pub async fn recover(
+        &self,
+        con: &mut ConnectionManager,
+        target: &str,
+        origin: &str,
+    ) -> redis::RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(&self.ejected)
+            .arg(target)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.lease_key(target))
+            .ignore()
+            .cmd("XADD")
+            .arg(&self.health)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_LEN)
+            .arg("*")
+            .arg("op")
+            .arg("recover")
+            .arg("target")
+            .arg(target)
+            .arg("origin")
+            .arg(origin)
+            .ignore()
+            .query_async(con)
+            .await
+    }
+
+    /// Takes the probe lease of `target` for `ttl`; true when this replica
+    /// holds it now.
+    pub async fn lease(
+        &self,
+        con: &mut ConnectionManager,
+        target: &str,
+        replica: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<bool> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.lease_key(target))
+            .arg(replica)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(con)
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(self.lease_key(target))
+            .query_async(con)
+            .await?;
+        Ok(holder.as_deref() == Some(replica))
     }
 
     /// Writes one change; `Ok(None)` when a newer change to the same target
@@ -146,12 +304,7 @@ impl Store {
 
     /// The epoch, the ends of both streams and the suspensions, atomically.
     pub async fn state(&self, con: &mut ConnectionManager) -> redis::RedisResult<State> {
-        let (epoch, changes, acks, suspensions): (
-            Option<u64>,
-            StreamRangeReply,
-            StreamRangeReply,
-            HashMap<String, String>,
-        ) = redis::pipe()
+        let (epoch, changes, acks, suspensions, health, ejected): StateReply = redis::pipe()
             .atomic()
             .cmd("GET")
             .arg(&self.epoch)
@@ -169,6 +322,14 @@ impl Store {
             .arg(1)
             .cmd("HGETALL")
             .arg(&self.suspensions)
+            .cmd("XREVRANGE")
+            .arg(&self.health)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("HGETALL")
+            .arg(&self.ejected)
             .query_async(con)
             .await?;
         let last = |r: StreamRangeReply| r.ids.into_iter().next().map_or("0-0".into(), |i| i.id);
@@ -176,16 +337,19 @@ impl Store {
             epoch: epoch.unwrap_or(0),
             changes_id: last(changes),
             acks_id: last(acks),
+            health_id: last(health),
             suspensions,
+            ejected,
         })
     }
 
-    /// Blocks up to `block` for entries after the two cursors.
+    /// Blocks up to `block` for entries after the three cursors.
     pub async fn read(
         &self,
         con: &mut ConnectionManager,
         changes_id: &str,
         acks_id: &str,
+        health_id: &str,
         block: Duration,
     ) -> redis::RedisResult<Option<StreamReadReply>> {
         redis::cmd("XREAD")
@@ -196,8 +360,10 @@ impl Store {
             .arg("STREAMS")
             .arg(&self.changes)
             .arg(&self.acks)
+            .arg(&self.health)
             .arg(changes_id)
             .arg(acks_id)
+            .arg(health_id)
             .query_async(con)
             .await
     }
@@ -341,6 +507,22 @@ pub fn entry(id: &redis::streams::StreamId) -> Option<Entry> {
             origin: text("origin").unwrap_or_default(),
             time_ms: text("time_ms").and_then(|t| t.parse().ok()).unwrap_or(0),
         },
+    })
+}
+
+/// Reads one shared ejection or recovery; `None` if malformed.
+pub fn health_entry(id: &redis::streams::StreamId) -> Option<HealthEntry> {
+    let text = |k: &str| id.get::<String>(k);
+    let until_ms = match text("op")?.as_str() {
+        "eject" => Some(text("until_ms")?.parse().ok()?),
+        "recover" => None,
+        _ => return None,
+    };
+    Some(HealthEntry {
+        target: text("target")?,
+        until_ms,
+        why: text("why").unwrap_or_default(),
+        origin: text("origin").unwrap_or_default(),
     })
 }
 

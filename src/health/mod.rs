@@ -83,6 +83,21 @@ pub enum Outcome {
     Neutral,
 }
 
+/// What the recorder hands to the fleet (fleet mode only), through a
+/// bounded channel it never waits on: the ejections and recoveries this
+/// replica decided, for the other replicas to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shared {
+    Ejected {
+        target: String,
+        backoff: Duration,
+        why: String,
+    },
+    Recovered {
+        target: String,
+    },
+}
+
 /// A state change worth an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -105,6 +120,10 @@ pub struct TargetHealth {
     /// announced once however many requests saw its cause.
     taken_out_until: AtomicU64,
     probing: AtomicBool,
+    /// Fleet mode: the probe after this ejection waits for the fleet's
+    /// probe lease, so one replica probes for all (set when an ejection is
+    /// shared, cleared when this replica holds the lease or Redis is away).
+    gated: AtomicBool,
     /// Error-rate window: start (ms since epoch), requests, failures.
     window_start: AtomicU64,
     window_requests: AtomicU32,
@@ -134,6 +153,7 @@ impl TargetHealth {
             ejected_until: AtomicU64::new(0),
             taken_out_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            gated: AtomicBool::new(false),
             window_start: AtomicU64::new(0),
             window_requests: AtomicU32::new(0),
             window_failures: AtomicU32::new(0),
@@ -171,6 +191,11 @@ impl TargetHealth {
         let at = self.ms(now);
         if at < until {
             return Admission::Ejected(Duration::from_millis(until - at));
+        }
+        if self.gated.load(Ordering::Acquire) {
+            // Another replica may hold the fleet's probe: wait for its
+            // outcome (or for the lease to come to this replica).
+            return Admission::Ejected(Duration::ZERO);
         }
         match self
             .probing
@@ -224,6 +249,7 @@ impl TargetHealth {
                 self.ejected_until.store(0, Ordering::Release);
                 self.probing.store(false, Ordering::Release);
                 self.ejections.store(0, Ordering::Relaxed);
+                self.gated.store(false, Ordering::Release);
                 self.note("recovered: a probe succeeded".into());
                 return Some(Transition::Recovered);
             }
@@ -277,6 +303,67 @@ impl TargetHealth {
             humantime::format_duration(backoff)
         ));
         Transition::Ejected { backoff, why }
+    }
+
+    /// Fleet mode: the probe after the current ejection needs the fleet's
+    /// lease.
+    pub fn gate_probe(&self) {
+        self.gated.store(true, Ordering::Release);
+    }
+
+    /// Fleet mode: this replica may send the probe (it holds the lease, or
+    /// Redis is away and each replica probes for itself).
+    pub fn open_probe(&self) {
+        self.gated.store(false, Ordering::Release);
+    }
+
+    /// Whether the probe waits for the fleet's lease.
+    pub fn probe_gated(&self) -> bool {
+        self.gated.load(Ordering::Acquire)
+    }
+
+    /// Whether an ejection has run out and its probe has not been decided:
+    /// the moment the fleet's probe lease is taken.
+    pub fn awaiting_probe(&self, now: Instant) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        until != 0 && self.ms(now) >= until
+    }
+
+    /// Applies an ejection another replica decided (fleet mode), `left`
+    /// from now; keeps a later end already in force. Returns whether the
+    /// target was not ejected before, so the caller audits it once.
+    pub fn apply_ejection(&self, now: Instant, left: Duration, why: &str) -> bool {
+        let at = self.ms(now);
+        let until = at.saturating_add(millis(left)).max(1);
+        let before = self.ejected_until.fetch_max(until, Ordering::AcqRel);
+        self.gated.store(true, Ordering::Release);
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.note(format!(
+            "ejected for {}: {why}",
+            humantime::format_duration(left)
+        ));
+        let fresh = before == 0 || before <= at;
+        if fresh {
+            // The back-off grows here too, whichever replica probes next.
+            self.ejections.fetch_add(1, Ordering::AcqRel);
+        }
+        fresh
+    }
+
+    /// Ends an ejection without a local probe: another replica's probe
+    /// succeeded, or the fleet's cap refused the ejection. Returns whether
+    /// there was one to end.
+    pub fn clear_ejection(&self, why: &str) -> bool {
+        self.gated.store(false, Ordering::Release);
+        if self.ejected_until.swap(0, Ordering::AcqRel) == 0 {
+            return false;
+        }
+        self.taken_out_until.store(0, Ordering::Relaxed);
+        self.probing.store(false, Ordering::Release);
+        self.ejections.store(0, Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.note(why.to_string());
+        true
     }
 
     /// Gives back a probe that never reported an outcome.

@@ -410,7 +410,7 @@ fn authenticate(
     }
     match auth {
         Auth::AnyKey => Ok(None),
-        Auth::Keys(store) => match store.authenticate(key) {
+        Auth::Keys(store) => match live.authenticate_key(store, key) {
             Ok(k) => Ok(Some(k)),
             Err(Refused::Unknown) => Err(GatewayError::InvalidKey("invalid API key")),
             Err(Refused::Expired) => Err(GatewayError::InvalidKey("this API key has expired")),

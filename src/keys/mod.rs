@@ -6,6 +6,7 @@
 //! its HMAC and compared in constant time. There is no fallback identity:
 //! a missing, unknown, expired or revoked key is refused.
 
+mod budget;
 mod store;
 mod window;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use window::{Full, TokenWindow};
 
+pub use budget::Budget;
 pub use store::{load_file, save_file, KeyFileError};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -95,6 +97,12 @@ pub struct AppKey {
     /// Requests of this key being served now (responses still streaming
     /// included).
     in_flight: AtomicUsize,
+    /// The record's requests per minute, for the fleet's budget.
+    rpm_limit: Option<u32>,
+    /// Fleet mode: this key's share of the fleet-wide request limit,
+    /// leased by the fleet's background task; once it holds a lease it
+    /// replaces the local per-minute limiter.
+    fleet_rpm: std::sync::OnceLock<Budget>,
 }
 
 /// Why a key may not do what it asked.
@@ -119,6 +127,12 @@ impl AppKey {
     /// as soon as the headers named the key, before the body is read, so a
     /// key over its limit cannot hold a connection slot with a slow body.
     pub fn admit_request(&self) -> Result<(), Denied> {
+        if let Some(b) = self.fleet_rpm.get().filter(|b| b.active()) {
+            return b.admit().map_err(|retry_after| Denied::RateLimited {
+                what: "requests per minute",
+                retry_after,
+            });
+        }
         if let Some(l) = &self.rpm {
             l.check().map_err(|n| Denied::RateLimited {
                 what: "requests per minute",
@@ -126,6 +140,20 @@ impl AppKey {
             })?;
         }
         Ok(())
+    }
+
+    /// Fleet mode: this key's fleet-wide request budget (windows of
+    /// `period`), made on first use; `None` for a key without a limit.
+    pub fn fleet_budget(
+        &self,
+        period: Duration,
+        low: &Arc<tokio::sync::Notify>,
+    ) -> Option<&Budget> {
+        let rpm = self.rpm_limit.filter(|n| *n > 0)?;
+        Some(
+            self.fleet_rpm
+                .get_or_init(|| Budget::new(rpm, period, low.clone())),
+        )
     }
 
     /// Takes one of the key's `cap` concurrent-request slots for as long as
@@ -247,11 +275,18 @@ impl KeyStore {
                         .map(|n| RateLimiter::direct(Quota::per_minute(n))),
                     tpm: r.tpm.filter(|n| *n > 0).map(TokenWindow::new),
                     in_flight: AtomicUsize::new(0),
+                    rpm_limit: r.rpm,
+                    fleet_rpm: std::sync::OnceLock::new(),
                 })
             });
             by_mac.insert(digest, (r, key));
         }
         KeyStore { secret, by_mac }
+    }
+
+    /// Every record and its live key.
+    pub fn keys(&self) -> impl Iterator<Item = (&KeyRecord, &Arc<AppKey>)> {
+        self.by_mac.values().map(|(r, k)| (r, k))
     }
 
     pub fn authenticate(&self, presented: &str) -> Result<Arc<AppKey>, Refused> {
