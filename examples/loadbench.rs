@@ -22,6 +22,7 @@
 //!       gateway  rps 5200  p50 11.0ms p99 20.0ms
 //!       added    p50 ...   p99 ...    throughput ratio 0.58
 //!     stream time to first token ...
+//!     stream time to first token with a commit window ...
 //!     gateway RSS idle: 9.8 MiB
 //!   and with --otlp:
 //!     tracing off vs on, non-stream, 64 concurrent, 3 rounds of 10 s each
@@ -172,8 +173,15 @@ async fn run_sink() {
 
 /// Child role: the gateway on the demo table pointed at `sim`, exporting
 /// to `otlp` if given.
+/// Content events the `gpt-commit` route holds back before the first byte.
+const COMMIT_TOKENS: u32 = 6;
+
 async fn run_gateway(sim: SocketAddr, otlp: Option<String>) {
     let mut config = switchyard::demo::config(sim).expect("demo table");
+    // The `gpt` route with a commit window, to measure what it adds.
+    let mut committed = config.routes.get("gpt").expect("demo route gpt").clone();
+    committed.commit_tokens = COMMIT_TOKENS;
+    config.routes.insert("gpt-commit".into(), committed);
     config.telemetry.otlp_endpoint = otlp;
     let _otel = switchyard::telemetry::otel::start(&config.telemetry)
         .await
@@ -398,13 +406,24 @@ async fn bench(args: Args) {
 
     println!("stream time to first token, {c} concurrent, {s} s each");
     let direct = load(direct_url, body("gpt-5", true), true, c, s).await;
-    let through = load(gw_url, body("gpt", true), true, c, s).await;
+    let through = load(gw_url.clone(), body("gpt", true), true, c, s).await;
     let (_, d50, d99) = report("direct", &direct);
     let (_, g50, g99) = report("gateway", &through);
     println!(
         "  added    ttft p50 {}  p99 {}",
         us(g50.saturating_sub(d50)),
         us(g99.saturating_sub(d99))
+    );
+
+    println!(
+        "stream time to first token with a commit window ({COMMIT_TOKENS} content events held), {c} concurrent, {s} s"
+    );
+    let committed = load(gw_url, body("gpt-commit", true), true, c, s).await;
+    let (_, c50, c99) = report("commit", &committed);
+    println!(
+        "  added by the window: ttft p50 {}  p99 {}",
+        us(c50.saturating_sub(g50)),
+        us(c99.saturating_sub(g99))
     );
 
     match (idle_rss, rss_kib(gw.id())) {
@@ -419,7 +438,7 @@ async fn bench(args: Args) {
     let _ = sim.kill();
     let _ = gw.wait();
     let _ = sim.wait();
-    if direct.ok == 0 || through.ok == 0 {
+    if direct.ok == 0 || through.ok == 0 || committed.ok == 0 {
         eprintln!("benchmark failed: no successful requests");
         std::process::exit(1);
     }
