@@ -6,6 +6,7 @@
 //!     cargo run --release --example loadbench -- --concurrency 64 --seconds 10
 //!     cargo run --example loadbench -- --quick        (a smoke run, as CI does)
 //!     cargo run --release --example loadbench -- --otlp   (tracing off vs on)
+//!     cargo run --release --example loadbench -- --abuse-off (without the live abuse detector)
 //!
 //! With `--otlp`, a second gateway exports traces and metrics over
 //! OTLP/HTTP to a sink on loopback, and the two gateways are loaded in
@@ -51,6 +52,9 @@ struct Args {
     otlp: Option<String>,
     /// Alternating off / on rounds with `--otlp`.
     rounds: usize,
+    /// `--abuse-off`: the gateway runs without the live abuse detector (the
+    /// demo table has it in `observe`), to measure what it costs.
+    abuse_off: bool,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +65,7 @@ fn parse_args() -> Args {
         sim: None,
         otlp: None,
         rounds: 3,
+        abuse_off: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,6 +81,7 @@ fn parse_args() -> Args {
             "--role" => args.role = it.next(),
             "--sim" => args.sim = it.next().and_then(|v| v.parse().ok()),
             "--otlp" => args.otlp = Some(String::new()),
+            "--abuse-off" => args.abuse_off = true,
             "--rounds" => args.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--otlp-endpoint" => args.otlp = it.next(),
             other => {
@@ -95,7 +101,11 @@ fn main() {
         .expect("runtime");
     match args.role.as_deref() {
         Some("sim") => rt.block_on(run_sim()),
-        Some("gateway") => rt.block_on(run_gateway(args.sim.expect("--sim ADDR"), args.otlp)),
+        Some("gateway") => rt.block_on(run_gateway(
+            args.sim.expect("--sim ADDR"),
+            args.otlp,
+            args.abuse_off,
+        )),
         Some("sink") => rt.block_on(run_sink()),
         _ => rt.block_on(bench(args)),
     }
@@ -176,8 +186,11 @@ async fn run_sink() {
 /// Content events the `gpt-commit` route holds back before the first byte.
 const COMMIT_TOKENS: u32 = 6;
 
-async fn run_gateway(sim: SocketAddr, otlp: Option<String>) {
+async fn run_gateway(sim: SocketAddr, otlp: Option<String>, abuse_off: bool) {
     let mut config = switchyard::demo::config(sim).expect("demo table");
+    if abuse_off {
+        config.abuse.mode = switchyard::config::AbuseMode::Off;
+    }
     // The `gpt` route with a commit window, to measure what it adds.
     let mut committed = config.routes.get("gpt").expect("demo route gpt").clone();
     committed.commit_tokens = COMMIT_TOKENS;
@@ -364,13 +377,16 @@ async fn bench(args: Args) {
         return tracing_cost(args).await;
     }
     let (mut sim, sim_addr) = spawn_child(&["--role".into(), "sim".into()]).await;
-    let (mut gw, gw_addr) = spawn_child(&[
+    let mut gateway = vec![
         "--role".into(),
         "gateway".into(),
         "--sim".into(),
         sim_addr.to_string(),
-    ])
-    .await;
+    ];
+    if args.abuse_off {
+        gateway.push("--abuse-off".into());
+    }
+    let (mut gw, gw_addr) = spawn_child(&gateway).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(gw.id());
 
