@@ -492,6 +492,9 @@ async fn demo_fleet(
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let port = |addr: SocketAddr, i: u16| -> anyhow::Result<SocketAddr> {
+        if addr.port() == 0 {
+            return Ok(addr); // each replica gets a free port of its own
+        }
         let p = addr
             .port()
             .checked_add(i)
