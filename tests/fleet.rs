@@ -997,3 +997,138 @@ async fn keyed_requests_are_not_refused_while_redis_is_frozen() {
     let refused = statuses.iter().filter(|s| **s != 200).count();
     assert_eq!(refused, 0, "{statuses:?}");
 }
+
+/// Chaos on in every replica's routes file.
+const CHAOS: &str = "\n[chaos]\nenabled = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_fault_set_on_one_replica_is_in_force_on_all_and_cleared_from_another() {
+    let fleet = Fleet::start_with(3, None, CHAOS).await;
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "before").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), 3);
+
+    let v: Value = fleet
+        .http
+        .post(format!(
+            "http://{}/admin/targets/claude/chaos",
+            fleet.gw(0).admin_addr
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-switchyard-actor", "test")
+        .json(&json!({"fault": {"kind": "status", "status": 503}, "for": "60s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_all_acked(&v, 3);
+    let until = v["until"].as_u64().expect("until");
+
+    // In force on the other replicas, with the same expiry: their requests
+    // to claude fail at the gateway (no upstream call) and fail over.
+    for i in 1..3 {
+        let f = fleet.gw(i).live.load().faults.get("claude");
+        assert_eq!(f.map(|f| f.until), Some(until), "replica {i}");
+    }
+    for n in 0..6 {
+        assert_eq!(fleet.chat(1 + n % 2, "during").await, 200);
+    }
+    assert_eq!(
+        fleet.sim.count(Vendor::Anthropic, CLAUDE),
+        3,
+        "no replica reached claude while the fault was in force"
+    );
+    let events = fleet.admin(2, reqwest::Method::GET, "/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "chaos_set" && e["actor"] == "test@r0"),
+        "{events}"
+    );
+
+    // Cleared fleet-wide by a DELETE on another replica.
+    let path = "/admin/targets/claude/chaos";
+    let v = fleet.admin(1, reqwest::Method::DELETE, path).await;
+    assert_eq!(v["cleared"], true, "{v}");
+    assert_all_acked(&v, 3);
+    for i in 0..3 {
+        assert!(fleet.gw(i).live.load().faults.get("claude").is_none());
+        assert_eq!(fleet.chat(i, "after").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), 6);
+}
+
+/// The quarantines replica `i` lists.
+async fn quarantined(fleet: &Fleet, i: usize) -> Vec<String> {
+    let v = fleet.admin(i, reqwest::Method::GET, "/admin/abuse").await;
+    v["quarantines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_quarantine_reaches_every_replica_and_one_unquarantine_lifts_it_on_all() {
+    let fleet = Fleet::start(3, None).await;
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "before").await, 200);
+    }
+    // The detector's path on replica 0: the quarantine is put in force
+    // there, then handed to the fleet's publisher task.
+    let key = switchyard::abuse::live::anonymous_name("app-key");
+    let q = switchyard::abuse::live::Quarantine {
+        key: key.clone(),
+        action: switchyard::abuse::live::Action::Suspend,
+        rpm: None,
+        since: unix_ms() / 1000,
+        flagged_key: key.clone(),
+        kind: "campaign".into(),
+        score: 0.9,
+        cluster: None,
+        reasons: vec!["test".into()],
+    };
+    let live = &fleet.gw(0).live;
+    assert_eq!(live.abuse.quarantine(std::slice::from_ref(&q)), None);
+    live.publish_quarantines(&[q]);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for i in 0..3 {
+        while quarantined(&fleet, i).await != [key.clone()] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica {i} never quarantined {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_ne!(fleet.chat(i, "quarantined").await, 200, "replica {i}");
+    }
+
+    let path = format!("/admin/keys/{key}/unquarantine");
+    let v = fleet.admin(2, reqwest::Method::POST, &path).await;
+    assert_eq!(v["unquarantined"], true, "{v}");
+    assert_all_acked(&v, 3);
+    for i in 0..3 {
+        assert_eq!(
+            quarantined(&fleet, i).await,
+            Vec::<String>::new(),
+            "replica {i}"
+        );
+        assert_eq!(fleet.chat(i, "lifted").await, 200, "replica {i}");
+    }
+    let events = fleet.admin(0, reqwest::Method::GET, "/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "abuse_unquarantine" && e["actor"] == "test@r2"),
+        "{events}"
+    );
+}
