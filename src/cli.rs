@@ -263,13 +263,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path = format!("/admin/keys/{name}/unquarantine");
             let v = admin_call(&admin, reqwest::Method::POST, &path, None).await?;
             let was = &v["was"];
-            println!(
-                "key `{name}` unquarantined (it was {} after a {} flag); its requests are served again",
-                was["action"].as_str().unwrap_or("quarantined"),
-                was["kind"].as_str().unwrap_or("abuse")
-            );
+            if v["unquarantined"] == false {
+                // Fleet mode: not held here, lifted on the replicas that do.
+                println!("key `{name}` was not quarantined on this replica; lifted fleet-wide");
+            } else {
+                println!(
+                    "key `{name}` unquarantined (it was {} after a {} flag); its requests are served again",
+                    was["action"].as_str().unwrap_or("quarantined"),
+                    was["kind"].as_str().unwrap_or("abuse")
+                );
+            }
             warn_unpersisted(&v);
-            Ok(ExitCode::SUCCESS)
+            Ok(fleet_outcome(&v))
         }
         Command::Keys {
             command,
@@ -838,7 +843,8 @@ fn wait_query(no_wait: bool) -> &'static str {
     }
 }
 
-/// Prints the fleet line of a suspend / resume answer (fleet mode only):
+/// Prints the fleet line of a fleet change's answer (suspend, resume,
+/// unquarantine; fleet mode only):
 /// `applied on 3/3 replicas in 41 ms`. Exit 1 when a live replica did not
 /// ack in time or Redis could not take the change.
 fn fleet_outcome(v: &serde_json::Value) -> ExitCode {

@@ -240,6 +240,11 @@ pub struct Live {
     /// Fleet mode: where the recorder hands the ejections and recoveries
     /// it decides (`try_send`, never awaited); unset on a single gateway.
     pub shared_health: std::sync::OnceLock<tokio::sync::mpsc::Sender<health::Shared>>,
+    /// Fleet mode: where the abuse detector's thread hands the quarantines
+    /// it put in force, for the fleet to publish (`try_send`, never
+    /// awaited); unset on a single gateway.
+    pub fleet_quarantines:
+        std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<crate::abuse::live::Quarantine>>>,
     /// Fleet mode: the app keys kept in Redis, consulted before the keys
     /// file (a revocation there wins); kept up to date by the follower.
     pub fleet_keys: arc_swap::ArcSwapOption<KeyStore>,
@@ -299,6 +304,7 @@ impl Live {
             persist_error: arc_swap::ArcSwapOption::empty(),
             abuse,
             shared_health: std::sync::OnceLock::new(),
+            fleet_quarantines: std::sync::OnceLock::new(),
             fleet_keys: arc_swap::ArcSwapOption::empty(),
         })
     }
@@ -551,6 +557,31 @@ impl Live {
         }
         let ttl = check_ttl(ttl)?;
         let until = unix_now().saturating_add(ttl.as_secs().max(1));
+        self.set_fault_until(target, fault, until, actor)?;
+        Ok(until)
+    }
+
+    /// Injects `fault` on `target` until `until` (unix seconds): the same
+    /// expiry on every replica when a fleet change carries it. An `until`
+    /// already past is a no-op.
+    pub fn set_fault_until(
+        &self,
+        target: &str,
+        fault: crate::provider::fault::Fault,
+        until: u64,
+        actor: &str,
+    ) -> Result<(), OpsError> {
+        let snap = self.load();
+        if !snap.config.chaos.enabled {
+            return Err(OpsError::ChaosDisabled);
+        }
+        if !snap.table.targets.contains_key(target) {
+            return Err(OpsError::UnknownTarget(target.to_string()));
+        }
+        let now = unix_now();
+        if until <= now {
+            return Ok(());
+        }
         let described = serde_json::to_string(&fault).unwrap_or_default();
         snap.faults
             .set(target, Some(Arc::new(ActiveFault::new(fault, until))));
@@ -558,11 +589,14 @@ impl Live {
             kind: "chaos_set",
             actor,
             target: Some(target),
-            reason: &format!("{described} for {}", humantime::format_duration(ttl)),
+            reason: &format!(
+                "{described} for {}",
+                humantime::format_duration(std::time::Duration::from_secs(until - now))
+            ),
             before: "no fault",
             after: "fault injected",
         });
-        Ok(until)
+        Ok(())
     }
 
     /// Removes an injected fault; `Ok(false)` if there was none.
@@ -692,6 +726,7 @@ impl Live {
                 after: &format!("quarantined ({})", q.action.as_str()),
             });
         }
+        self.publish_quarantines(&report.quarantines);
         if let Some(message) = &report.persist_error {
             self.events.emit(NewEvent {
                 kind: "alert",
@@ -704,6 +739,45 @@ impl Live {
                 after: "not persisted",
             });
         }
+    }
+
+    /// Fleet mode: hands quarantines already in force here to the fleet's
+    /// publisher task (`try_send`: safe on the detector's thread, never
+    /// waits). Outside fleet mode, or with the queue full, they stay local.
+    pub fn publish_quarantines(&self, quarantines: &[crate::abuse::live::Quarantine]) {
+        let Some(tx) = self.fleet_quarantines.get() else {
+            return;
+        };
+        if !quarantines.is_empty() && tx.try_send(quarantines.to_vec()).is_err() {
+            tracing::warn!("fleet quarantine queue full: this quarantine stays on this replica");
+        }
+    }
+
+    /// Puts another replica's quarantine in force here (audited); the
+    /// quarantine file is written off the runtime. The error of that write,
+    /// if any.
+    pub async fn apply_quarantine(
+        self: &Arc<Self>,
+        q: crate::abuse::live::Quarantine,
+        actor: &str,
+    ) -> Option<String> {
+        let live = self.clone();
+        let applied = q.clone();
+        let error = tokio::task::spawn_blocking(move || live.abuse.quarantine(&[applied]))
+            .await
+            .unwrap_or_else(|_| Some("the quarantine writer panicked".into()));
+        self.events.emit(NewEvent {
+            kind: "abuse_quarantine",
+            actor,
+            target: Some(&q.key),
+            reason: &format!(
+                "{} flag of key {} (score {:.2})",
+                q.kind, q.flagged_key, q.score
+            ),
+            before: "active",
+            after: &format!("quarantined ({})", q.action.as_str()),
+        });
+        error
     }
 
     /// Lifts the abuse quarantine of app key `key` (audited); what it was,

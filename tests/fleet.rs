@@ -997,3 +997,217 @@ async fn keyed_requests_are_not_refused_while_redis_is_frozen() {
     let refused = statuses.iter().filter(|s| **s != 200).count();
     assert_eq!(refused, 0, "{statuses:?}");
 }
+
+/// Chaos on in every replica's routes file.
+const CHAOS: &str = "\n[chaos]\nenabled = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_fault_set_on_one_replica_is_in_force_on_all_and_cleared_from_another() {
+    let fleet = Fleet::start_with(3, None, CHAOS).await;
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "before").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), 3);
+
+    let v: Value = fleet
+        .http
+        .post(format!(
+            "http://{}/admin/targets/claude/chaos",
+            fleet.gw(0).admin_addr
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-switchyard-actor", "test")
+        .json(&json!({"fault": {"kind": "status", "status": 503}, "for": "60s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_all_acked(&v, 3);
+    let until = v["until"].as_u64().expect("until");
+
+    // In force on the other replicas, with the same expiry: their requests
+    // to claude fail at the gateway (no upstream call) and fail over.
+    for i in 1..3 {
+        let f = fleet.gw(i).live.load().faults.get("claude");
+        assert_eq!(f.map(|f| f.until), Some(until), "replica {i}");
+    }
+    for n in 0..6 {
+        assert_eq!(fleet.chat(1 + n % 2, "during").await, 200);
+    }
+    assert_eq!(
+        fleet.sim.count(Vendor::Anthropic, CLAUDE),
+        3,
+        "no replica reached claude while the fault was in force"
+    );
+    let events = fleet.admin(2, reqwest::Method::GET, "/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "chaos_set" && e["actor"] == "test@r0"),
+        "{events}"
+    );
+
+    // Cleared fleet-wide by a DELETE on another replica.
+    let path = "/admin/targets/claude/chaos";
+    let v = fleet.admin(1, reqwest::Method::DELETE, path).await;
+    assert_eq!(v["cleared"], true, "{v}");
+    assert_all_acked(&v, 3);
+    for i in 0..3 {
+        assert!(fleet.gw(i).live.load().faults.get("claude").is_none());
+        assert_eq!(fleet.chat(i, "after").await, 200);
+    }
+    assert_eq!(fleet.sim.count(Vendor::Anthropic, CLAUDE), 6);
+}
+
+/// A quarantine of `app-key`'s anonymous name, as the detector makes it.
+fn app_key_quarantine() -> switchyard::abuse::live::Quarantine {
+    let key = switchyard::abuse::live::anonymous_name("app-key");
+    switchyard::abuse::live::Quarantine {
+        key: key.clone(),
+        action: switchyard::abuse::live::Action::Suspend,
+        rpm: None,
+        since: unix_ms() / 1000,
+        flagged_key: key,
+        kind: "campaign".into(),
+        score: 0.9,
+        cluster: None,
+        reasons: vec!["test".into()],
+    }
+}
+
+/// Waits until every replica lists exactly `keys` as quarantined.
+async fn until_quarantined(fleet: &Fleet, keys: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for i in 0..fleet.gws.len() {
+        while quarantined(fleet, i).await != keys {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica {i} never had the quarantines {keys:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_the_faults_and_quarantines_back_from_the_replicas() {
+    let mut fleet = Fleet::start_with(3, None, CHAOS).await;
+    let v: Value = fleet
+        .http
+        .post(format!(
+            "http://{}/admin/targets/claude/chaos",
+            fleet.gw(0).admin_addr
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"fault": {"kind": "reset"}, "for": "60s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_all_acked(&v, 3);
+    let q = app_key_quarantine();
+    let live = &fleet.gw(1).live;
+    assert_eq!(live.abuse.quarantine(std::slice::from_ref(&q)), None);
+    live.publish_quarantines(std::slice::from_ref(&q));
+    until_quarantined(&fleet, std::slice::from_ref(&q.key)).await;
+
+    fleet.redis.restart_empty().await;
+    let mut con = fleet.redis.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let fault: Option<String> = redis::cmd("HGET")
+            .arg("switchyard:faults")
+            .arg("claude")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let quarantine: Option<String> = redis::cmd("HGET")
+            .arg("switchyard:quarantines")
+            .arg(&q.key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if fault.is_some() && quarantine.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never re-seeded: fault {fault:?}, quarantine {quarantine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet.wait_for_replicas(0, 3).await;
+    for i in 0..3 {
+        fleet.wait_for_link_up(i).await;
+        assert!(fleet.gw(i).live.load().faults.get("claude").is_some());
+    }
+    until_quarantined(&fleet, std::slice::from_ref(&q.key)).await;
+
+    // And both are lifted fleet-wide through the new Redis.
+    let path = "/admin/targets/claude/chaos";
+    assert_all_acked(&fleet.admin(2, reqwest::Method::DELETE, path).await, 3);
+    let path = format!("/admin/keys/{}/unquarantine", q.key);
+    assert_all_acked(&fleet.admin(0, reqwest::Method::POST, &path).await, 3);
+    for i in 0..3 {
+        assert!(fleet.gw(i).live.load().faults.get("claude").is_none());
+    }
+    until_quarantined(&fleet, &[]).await;
+}
+
+/// The quarantines replica `i` lists.
+async fn quarantined(fleet: &Fleet, i: usize) -> Vec<String> {
+    let v = fleet.admin(i, reqwest::Method::GET, "/admin/abuse").await;
+    v["quarantines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_quarantine_reaches_every_replica_and_one_unquarantine_lifts_it_on_all() {
+    let fleet = Fleet::start(3, None).await;
+    for i in 0..3 {
+        assert_eq!(fleet.chat(i, "before").await, 200);
+    }
+    // The detector's path on replica 0: the quarantine is put in force
+    // there, then handed to the fleet's publisher task.
+    let q = app_key_quarantine();
+    let key = q.key.clone();
+    let live = &fleet.gw(0).live;
+    assert_eq!(live.abuse.quarantine(std::slice::from_ref(&q)), None);
+    live.publish_quarantines(&[q]);
+    until_quarantined(&fleet, std::slice::from_ref(&key)).await;
+    for i in 0..3 {
+        assert_ne!(fleet.chat(i, "quarantined").await, 200, "replica {i}");
+    }
+
+    let path = format!("/admin/keys/{key}/unquarantine");
+    let v = fleet.admin(2, reqwest::Method::POST, &path).await;
+    assert_eq!(v["unquarantined"], true, "{v}");
+    assert_all_acked(&v, 3);
+    for i in 0..3 {
+        assert_eq!(
+            quarantined(&fleet, i).await,
+            Vec::<String>::new(),
+            "replica {i}"
+        );
+        assert_eq!(fleet.chat(i, "lifted").await, 200, "replica {i}");
+    }
+    let events = fleet.admin(0, reqwest::Method::GET, "/admin/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "abuse_unquarantine" && e["actor"] == "test@r2"),
+        "{events}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The fleet's side of the admin API: `GET /admin/fleet`, and the `fleet`
-//! field that suspend and resume add in fleet mode.
+//! field that every fleet change (suspend, resume, chaos set and clear,
+//! unquarantine) adds in fleet mode.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Admin;
-use crate::health::Suspension;
+use crate::fleet::Op;
 
 /// `?wait=false` (the CLI's `--no-wait`): answer once the change is
 /// written, without waiting for the acks.
@@ -48,12 +49,12 @@ pub(super) async fn publish(
     admin: &Admin,
     body: &mut serde_json::Value,
     target: &str,
-    suspension: Option<Suspension>,
+    op: Op,
     actor: &str,
     wait: Wait,
 ) {
     if let Some(fleet) = &admin.fleet {
-        let report = fleet.publish(target, suspension, actor, wait.wait).await;
+        let report = fleet.publish(target, op, actor, wait.wait).await;
         body["fleet"] = serde_json::to_value(report).unwrap_or_default();
     }
 }

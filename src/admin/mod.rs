@@ -258,7 +258,7 @@ async fn suspend(
                 &admin,
                 &mut body,
                 &target,
-                Some(applied.value),
+                crate::fleet::Op::Suspend(applied.value),
                 &actor,
                 wait,
             )
@@ -287,7 +287,15 @@ async fn resume(
     persisted(&mut body, applied.persist_error);
     // Published even when it was not suspended here: another replica may
     // still hold the suspension.
-    fleet::publish(&admin, &mut body, &target, None, &actor, wait).await;
+    fleet::publish(
+        &admin,
+        &mut body,
+        &target,
+        crate::fleet::Op::Resume,
+        &actor,
+        wait,
+    )
+    .await;
     Json(body).into_response()
 }
 
@@ -315,9 +323,12 @@ struct ChaosBody {
 /// broken for long.
 const CHAOS_TTL: Duration = Duration::from_secs(300);
 
+/// Injects a fault; in fleet mode every replica applies it with the same
+/// expiry, and the answer reports the acks under `fleet`.
 async fn set_chaos(
     State(admin): State<Admin>,
     Path(target): Path<String>,
+    Query(wait): Query<fleet::Wait>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -326,22 +337,35 @@ async fn set_chaos(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
     };
     let ttl = parsed.for_.unwrap_or(CHAOS_TTL);
-    match admin
-        .live
-        .set_fault(&target, parsed.fault, ttl, &actor(&headers))
-    {
-        Ok(until) => Json(json!({"target": target, "until": until})).into_response(),
+    let actor = actor(&headers);
+    let fault = parsed.fault.clone();
+    match admin.live.set_fault(&target, parsed.fault, ttl, &actor) {
+        Ok(until) => {
+            let mut body = json!({"target": target, "until": until});
+            let op = crate::fleet::Op::Fault(crate::fleet::FaultState { fault, until });
+            fleet::publish(&admin, &mut body, &target, op, &actor, wait).await;
+            Json(body).into_response()
+        }
         Err(e) => ops_error(e),
     }
 }
 
+/// Clears a fault; in fleet mode on every replica (published even when
+/// there was none here: another replica may still hold it).
 async fn clear_chaos(
     State(admin): State<Admin>,
     Path(target): Path<String>,
+    Query(wait): Query<fleet::Wait>,
     headers: HeaderMap,
 ) -> Response {
-    match admin.live.clear_fault(&target, &actor(&headers)) {
-        Ok(had) => Json(json!({"target": target, "cleared": had})).into_response(),
+    let actor = actor(&headers);
+    match admin.live.clear_fault(&target, &actor) {
+        Ok(had) => {
+            let mut body = json!({"target": target, "cleared": had});
+            let op = crate::fleet::Op::ClearFault;
+            fleet::publish(&admin, &mut body, &target, op, &actor, wait).await;
+            Json(body).into_response()
+        }
         Err(e) => ops_error(e),
     }
 }

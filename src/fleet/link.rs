@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use sha2::Digest;
 use tokio::sync::watch;
 
-use super::store::{self, Change, Replica};
+use super::store::{self, Change, FaultState, Op, Replica};
 use super::{unix_ms, Fleet, COMMAND_TIMEOUT};
 use crate::health::Suspension;
 
@@ -21,6 +21,10 @@ pub(super) const BLOCK: Duration = Duration::from_secs(1);
 
 /// Pause before retrying a Redis that did not answer.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// A quarantine the detector put in force this recently may still be on
+/// its way to Redis (the publisher task writes it): a sync does not lift it.
+const QUARANTINE_GRACE_SECS: u64 = 10;
 
 /// Publishes this replica's heartbeat every third of the TTL.
 pub(super) async fn heartbeat(fleet: Arc<Fleet>, mut shutdown: watch::Receiver<bool>) {
@@ -191,13 +195,23 @@ async fn take(fleet: &Fleet, reply: redis::streams::StreamReadReply, at: &mut Cu
 /// the event names the replica it came from.
 async fn apply(fleet: &Fleet, c: &Change) {
     let actor = attributed(&c.actor, &c.origin);
-    let result = match &c.suspension {
-        Some(s) => suspend(fleet, &c.target, s, &actor).await,
-        None => fleet
+    let result = match &c.op {
+        Op::Suspend(s) => suspend(fleet, &c.target, s, &actor).await,
+        Op::Resume => fleet
             .live
             .resume(&c.target, &actor, "resume")
             .await
             .map(|_| ()),
+        Op::Fault(f) => fault(fleet, &c.target, f, &actor),
+        Op::ClearFault => fleet.live.clear_fault(&c.target, &actor).map(|_| ()),
+        Op::Quarantine(q) => {
+            quarantine(fleet, q, &actor).await;
+            Ok(())
+        }
+        Op::Unquarantine => {
+            unquarantine(fleet, &c.target, &actor).await;
+            Ok(())
+        }
     };
     if let Err(e) = result {
         tracing::warn!(target_name = %c.target, origin = %c.origin, error = %e, "fleet change not applied here");
@@ -224,6 +238,39 @@ async fn suspend(
     }
     fleet.live.suspend(target, &s.reason, actor, ttl).await?;
     Ok(())
+}
+
+/// Injects a fault with the expiry it was set with, unless the same one is
+/// already in force.
+fn fault(
+    fleet: &Fleet,
+    target: &str,
+    f: &FaultState,
+    actor: &str,
+) -> Result<(), crate::state::OpsError> {
+    let current = fleet.live.load().faults.get(target);
+    if current.is_some_and(|c| c.fault == f.fault && c.until == f.until) {
+        return Ok(());
+    }
+    fleet
+        .live
+        .set_fault_until(target, f.fault.clone(), f.until, actor)
+}
+
+/// Puts a quarantine in force unless the same one already is.
+async fn quarantine(fleet: &Fleet, q: &crate::abuse::live::Quarantine, actor: &str) {
+    if fleet.live.abuse.quarantines().iter().any(|c| c == q) {
+        return;
+    }
+    if let Some(e) = fleet.live.apply_quarantine(q.clone(), actor).await {
+        tracing::warn!(key = %q.key, error = %e, "fleet quarantine applied but not persisted");
+    }
+}
+
+async fn unquarantine(fleet: &Fleet, key: &str, actor: &str) {
+    if let (_, Some(e)) = fleet.live.unquarantine(key, actor).await {
+        tracing::warn!(key = %key, error = %e, "fleet unquarantine applied but not persisted");
+    }
 }
 
 /// `actor@origin`, once: a change re-seeded by another replica keeps its
@@ -277,6 +324,34 @@ async fn sync(fleet: &Fleet) -> redis::RedisResult<Cursor> {
             }
         }
     }
+    // Chaos faults: the hash is the truth, with each fault's own expiry.
+    for (target, json) in &state.faults {
+        let Ok(f) = serde_json::from_str::<FaultState>(json) else {
+            continue;
+        };
+        if let Err(e) = fault(fleet, target, &f, "fleet-sync") {
+            tracing::warn!(target_name = %target, error = %e, "fleet fault not applied here");
+        }
+    }
+    for (target, _) in snap.faults.all() {
+        if !state.faults.contains_key(&target) {
+            let _ = fleet.live.clear_fault(&target, "fleet-sync");
+        }
+    }
+    // Abuse quarantines: likewise, but one the detector just decided here
+    // may not be written yet, so it stays.
+    for (key, json) in &state.quarantines {
+        if let Ok(q) = serde_json::from_str::<crate::abuse::live::Quarantine>(json) {
+            quarantine(fleet, &q, "fleet-sync").await;
+        } else {
+            tracing::warn!(key = %key, "malformed fleet quarantine skipped");
+        }
+    }
+    for q in fleet.live.abuse.quarantines() {
+        if !state.quarantines.contains_key(&q.key) && q.since + QUARANTINE_GRACE_SECS < now {
+            unquarantine(fleet, &q.key, "fleet-sync").await;
+        }
+    }
     // Shared ejections still in force (their origin is not kept here:
     // the event names the fleet).
     for (target, until_ms) in &state.ejected {
@@ -298,7 +373,8 @@ async fn sync(fleet: &Fleet) -> redis::RedisResult<Cursor> {
     })
 }
 
-/// Writes every local suspension to an empty Redis; with several replicas
+/// Writes every local suspension, chaos fault and quarantine to an empty
+/// Redis; with several replicas
 /// doing so at once, the conflict rule keeps the latest of each.
 async fn reseed(fleet: &Fleet, con: &mut ConnectionManager) -> redis::RedisResult<()> {
     let now = unix_ms() / 1000;
@@ -311,10 +387,37 @@ async fn reseed(fleet: &Fleet, con: &mut ConnectionManager) -> redis::RedisResul
             actor: s.actor.clone(),
             origin: fleet.id.clone(),
             time_ms: s.since * 1000,
-            suspension: Some(s),
+            op: Op::Suspend(s),
         };
         fleet.store.write(con, &change, true).await?;
         tracing::info!(target_name = %target, "fleet suspension re-seeded into an empty Redis");
+    }
+    // A fault keeps its expiry; when it was set is not kept, so any later
+    // change to it wins.
+    for (target, f) in fleet.live.load().faults.all() {
+        let change = Change {
+            target: target.clone(),
+            actor: "fleet-reseed".into(),
+            origin: fleet.id.clone(),
+            time_ms: 0,
+            op: Op::Fault(FaultState {
+                fault: f.fault.clone(),
+                until: f.until,
+            }),
+        };
+        fleet.store.write(con, &change, true).await?;
+        tracing::info!(target_name = %target, "fleet chaos fault re-seeded into an empty Redis");
+    }
+    for q in fleet.live.abuse.quarantines() {
+        let change = Change {
+            target: q.key.clone(),
+            actor: "abuse-detector".into(),
+            origin: fleet.id.clone(),
+            time_ms: q.since * 1000,
+            op: Op::Quarantine(q),
+        };
+        fleet.store.write(con, &change, true).await?;
+        tracing::info!(key = %change.target, "fleet quarantine re-seeded into an empty Redis");
     }
     Ok(())
 }

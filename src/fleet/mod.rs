@@ -1,7 +1,8 @@
 //! Fleet mode (contract §7): replicas behind one load balancer share their
 //! ops changes through Redis, and every change is acknowledged.
 //!
-//! An ops change (suspend, resume) is applied locally first, then written
+//! An ops change (suspend, resume, a chaos fault set or cleared, an abuse
+//! quarantine put in force or lifted) is applied locally first, then written
 //! to Redis in one atomic script (epoch, state hash, stream entry); each
 //! replica's link task follows the stream with a blocking read, applies
 //! what other replicas wrote, and acknowledges the epoch. The replica that
@@ -33,12 +34,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::FleetConfig;
-use crate::health::Suspension;
 use crate::state::Live;
 
 pub use keys::{FleetKeys, KeysError};
-pub use store::Replica;
 use store::{Change, Store};
+pub use store::{FaultState, Op, Replica};
+
+/// Quarantines the detector decided, waiting for the publisher task.
+const QUARANTINE_QUEUE: usize = 256;
 
 /// Every command but the blocking read gives up after this: an ops call
 /// never hangs on a frozen Redis.
@@ -168,9 +171,16 @@ impl Fleet {
         fleet.live.events.join_fleet(&fleet.id, events_tx);
         let (shared_tx, shared_rx) = tokio::sync::mpsc::channel(shared::QUEUE);
         let _ = fleet.live.shared_health.set(shared_tx);
+        let (quarantine_tx, quarantine_rx) = tokio::sync::mpsc::channel(QUARANTINE_QUEUE);
+        let _ = fleet.live.fleet_quarantines.set(quarantine_tx);
         let tasks = vec![
             tokio::spawn(link::heartbeat(fleet.clone(), shutdown.clone())),
             tokio::spawn(shared::run(fleet.clone(), shared_rx, shutdown.clone())),
+            tokio::spawn(publish_quarantines(
+                fleet.clone(),
+                quarantine_rx,
+                shutdown.clone(),
+            )),
             tokio::spawn(audit::mirror(fleet.clone(), events_rx, shutdown.clone())),
             tokio::spawn(limits::run(
                 fleet.clone(),
@@ -192,19 +202,13 @@ impl Fleet {
         self.link_up.load(Ordering::Relaxed)
     }
 
-    /// Publishes a change already applied here (`None`: a resume), then
-    /// waits for the acks unless `wait` is false. Never fails: a change
-    /// Redis cannot take is queued and reported as not fleet-wide.
-    pub async fn publish(
-        &self,
-        target: &str,
-        suspension: Option<Suspension>,
-        actor: &str,
-        wait: bool,
-    ) -> Report {
+    /// Publishes a change already applied here, then waits for the acks
+    /// unless `wait` is false. Never fails: a change Redis cannot take is
+    /// queued and reported as not fleet-wide.
+    pub async fn publish(&self, target: &str, op: Op, actor: &str, wait: bool) -> Report {
         let change = Change {
             target: target.to_string(),
-            suspension,
+            op,
             actor: actor.to_string(),
             origin: self.id.clone(),
             time_ms: unix_ms(),
@@ -404,6 +408,34 @@ impl Fleet {
             before,
             after,
         });
+    }
+}
+
+/// Publishes the quarantines the detector put in force here, off its
+/// thread and off the request path: the detector hands them over with
+/// `try_send`, this task writes them (without waiting for the acks).
+async fn publish_quarantines(
+    fleet: Arc<Fleet>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<crate::abuse::live::Quarantine>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let quarantines = tokio::select! {
+            q = rx.recv() => match q {
+                Some(q) => q,
+                None => return,
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        for q in quarantines {
+            let key = q.key.clone();
+            let report = fleet
+                .publish(&key, Op::Quarantine(q), "abuse-detector", false)
+                .await;
+            if let Some(e) = report.error {
+                tracing::warn!(error = %e, "abuse quarantine not published yet");
+            }
+        }
     }
 }
 

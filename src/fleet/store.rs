@@ -6,8 +6,12 @@
 //!   Redis (new fleet, or restarted without persistence).
 //! - `{name}:changes` — append-only stream of changes, one entry per epoch.
 //! - `{name}:suspensions` — hash target → suspension JSON: the current state.
-//! - `{name}:changed_at` — hash target → unix ms of its last change (the
-//!   conflict rule's clock).
+//! - `{name}:faults` — hash target → chaos fault JSON (`fault`, `until`
+//!   unix s); `{name}:quarantines` — hash app key → abuse quarantine JSON:
+//!   the current state of the other two kinds of ops change.
+//! - `{name}:changed_at` — hash → unix ms of its last change (the conflict
+//!   rule's clock): field `target` for a suspension, `fault:target` for a
+//!   fault, `quarantine:key` for a quarantine.
 //! - `{name}:acks` — stream of (replica, applied epoch), so waiters block
 //!   on a read instead of polling.
 //! - `{name}:replica:{id}` — hash with the replica's heartbeat; expires
@@ -23,7 +27,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamRangeReply, StreamReadReply};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Stream entries kept (approximately): enough for any replica that is
 /// merely slow; a replica further behind re-syncs from the state hash.
@@ -33,17 +37,17 @@ const STREAM_LEN: u64 = 10_000;
 /// update the state hash, append to the stream. Returns the epoch, or 0
 /// when a newer change to the same target is already there.
 const WRITE: &str = r"
-local last = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+local last = tonumber(redis.call('HGET', KEYS[4], ARGV[9]) or '0')
 if ARGV[7] == '1' and last > tonumber(ARGV[6]) then return 0 end
 local e = redis.call('INCR', KEYS[1])
-if ARGV[2] == 'suspend' then
+if ARGV[10] == 'set' then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 else
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
+redis.call('HSET', KEYS[4], ARGV[9], ARGV[6])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'epoch', e, 'target', ARGV[1],
-  'op', ARGV[2], 'suspension', ARGV[3], 'actor', ARGV[4], 'origin', ARGV[5], 'time_ms', ARGV[6])
+  'op', ARGV[2], ARGV[11], ARGV[3], 'actor', ARGV[4], 'origin', ARGV[5], 'time_ms', ARGV[6])
 return e
 ";
 
@@ -84,12 +88,58 @@ pub struct HealthEntry {
     pub origin: String,
 }
 
+/// A chaos fault as a fleet change carries it: the same expiry on every
+/// replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultState {
+    pub fault: crate::provider::fault::Fault,
+    /// Unix seconds.
+    pub until: u64,
+}
+
+/// What an ops change does to its target (a gateway target, or an app key
+/// for the quarantines).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Suspend(crate::health::Suspension),
+    Resume,
+    Fault(FaultState),
+    ClearFault,
+    Quarantine(crate::abuse::live::Quarantine),
+    Unquarantine,
+}
+
+impl Op {
+    /// The stream's `op` field.
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Suspend(_) => "suspend",
+            Op::Resume => "resume",
+            Op::Fault(_) => "fault",
+            Op::ClearFault => "clear_fault",
+            Op::Quarantine(_) => "quarantine",
+            Op::Unquarantine => "unquarantine",
+        }
+    }
+
+    /// The value the state hash keeps, or `None` when the change removes it.
+    fn value(&self) -> Option<String> {
+        let json = match self {
+            Op::Suspend(s) => serde_json::to_string(s),
+            Op::Fault(f) => serde_json::to_string(f),
+            Op::Quarantine(q) => serde_json::to_string(q),
+            Op::Resume | Op::ClearFault | Op::Unquarantine => return None,
+        };
+        Some(json.unwrap_or_default())
+    }
+}
+
 /// A change as written to the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
+    /// The target, or the app key of a quarantine.
     pub target: String,
-    /// `None`: resume.
-    pub suspension: Option<crate::health::Suspension>,
+    pub op: Op,
     pub actor: String,
     pub origin: String,
     /// When the operator made it (unix ms): the conflict rule's clock.
@@ -123,6 +173,10 @@ pub struct State {
     pub acks_id: String,
     pub health_id: String,
     pub suspensions: HashMap<String, String>,
+    /// Chaos faults: target → `FaultState` JSON.
+    pub faults: HashMap<String, String>,
+    /// Abuse quarantines: app key → quarantine JSON.
+    pub quarantines: HashMap<String, String>,
     /// Shared ejections: target → unix ms they end.
     pub ejected: HashMap<String, u64>,
 }
@@ -135,6 +189,8 @@ type StateReply = (
     HashMap<String, String>,
     StreamRangeReply,
     HashMap<String, u64>,
+    HashMap<String, String>,
+    HashMap<String, String>,
 );
 
 /// Key names of one fleet.
@@ -142,6 +198,8 @@ pub struct Store {
     epoch: String,
     pub changes: String,
     suspensions: String,
+    faults: String,
+    quarantines: String,
     changed_at: String,
     pub acks: String,
     replicas: String,
@@ -159,6 +217,8 @@ impl Store {
             epoch: format!("{name}:epoch"),
             changes: format!("{name}:changes"),
             suspensions: format!("{name}:suspensions"),
+            faults: format!("{name}:faults"),
+            quarantines: format!("{name}:quarantines"),
             changed_at: format!("{name}:changed_at"),
             acks: format!("{name}:acks"),
             replicas: format!("{name}:replicas"),
@@ -274,24 +334,33 @@ impl Store {
         c: &Change,
         only_if_newer: bool,
     ) -> redis::RedisResult<Option<u64>> {
-        let (op, suspension) = match &c.suspension {
-            Some(s) => ("suspend", serde_json::to_string(s).unwrap_or_default()),
-            None => ("resume", String::new()),
+        let (hash, clock, field) = match &c.op {
+            Op::Suspend(_) | Op::Resume => (&self.suspensions, c.target.clone(), "suspension"),
+            Op::Fault(_) | Op::ClearFault => (&self.faults, format!("fault:{}", c.target), "value"),
+            Op::Quarantine(_) | Op::Unquarantine => (
+                &self.quarantines,
+                format!("quarantine:{}", c.target),
+                "value",
+            ),
         };
+        let value = c.op.value();
         let epoch: u64 = self
             .script
             .key(&self.epoch)
             .key(&self.changes)
-            .key(&self.suspensions)
+            .key(hash)
             .key(&self.changed_at)
             .arg(&c.target)
-            .arg(op)
-            .arg(suspension)
+            .arg(c.op.name())
+            .arg(value.as_deref().unwrap_or(""))
             .arg(&c.actor)
             .arg(&c.origin)
             .arg(c.time_ms)
             .arg(if only_if_newer { "1" } else { "0" })
             .arg(STREAM_LEN)
+            .arg(clock)
+            .arg(if value.is_some() { "set" } else { "del" })
+            .arg(field)
             .invoke_async(con)
             .await?;
         Ok((epoch > 0).then_some(epoch))
@@ -304,34 +373,39 @@ impl Store {
 
     /// The epoch, the ends of both streams and the suspensions, atomically.
     pub async fn state(&self, con: &mut ConnectionManager) -> redis::RedisResult<State> {
-        let (epoch, changes, acks, suspensions, health, ejected): StateReply = redis::pipe()
-            .atomic()
-            .cmd("GET")
-            .arg(&self.epoch)
-            .cmd("XREVRANGE")
-            .arg(&self.changes)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .cmd("XREVRANGE")
-            .arg(&self.acks)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .cmd("HGETALL")
-            .arg(&self.suspensions)
-            .cmd("XREVRANGE")
-            .arg(&self.health)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .cmd("HGETALL")
-            .arg(&self.ejected)
-            .query_async(con)
-            .await?;
+        let (epoch, changes, acks, suspensions, health, ejected, faults, quarantines): StateReply =
+            redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(&self.epoch)
+                .cmd("XREVRANGE")
+                .arg(&self.changes)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XREVRANGE")
+                .arg(&self.acks)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("HGETALL")
+                .arg(&self.suspensions)
+                .cmd("XREVRANGE")
+                .arg(&self.health)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("HGETALL")
+                .arg(&self.ejected)
+                .cmd("HGETALL")
+                .arg(&self.faults)
+                .cmd("HGETALL")
+                .arg(&self.quarantines)
+                .query_async(con)
+                .await?;
         let last = |r: StreamRangeReply| r.ids.into_iter().next().map_or("0-0".into(), |i| i.id);
         Ok(State {
             epoch: epoch.unwrap_or(0),
@@ -339,6 +413,8 @@ impl Store {
             acks_id: last(acks),
             health_id: last(health),
             suspensions,
+            faults,
+            quarantines,
             ejected,
         })
     }
@@ -493,16 +569,20 @@ impl Store {
 /// Reads one stream entry back into a change; `None` if malformed.
 pub fn entry(id: &redis::streams::StreamId) -> Option<Entry> {
     let text = |k: &str| id.get::<String>(k);
-    let suspension = match text("op")?.as_str() {
-        "suspend" => Some(serde_json::from_str(&text("suspension")?).ok()?),
-        "resume" => None,
+    let op = match text("op")?.as_str() {
+        "suspend" => Op::Suspend(serde_json::from_str(&text("suspension")?).ok()?),
+        "resume" => Op::Resume,
+        "fault" => Op::Fault(serde_json::from_str(&text("value")?).ok()?),
+        "clear_fault" => Op::ClearFault,
+        "quarantine" => Op::Quarantine(serde_json::from_str(&text("value")?).ok()?),
+        "unquarantine" => Op::Unquarantine,
         _ => return None,
     };
     Some(Entry {
         epoch: text("epoch")?.parse().ok()?,
         change: Change {
             target: text("target")?,
-            suspension,
+            op,
             actor: text("actor").unwrap_or_default(),
             origin: text("origin").unwrap_or_default(),
             time_ms: text("time_ms").and_then(|t| t.parse().ok()).unwrap_or(0),
@@ -532,4 +612,81 @@ pub fn ack(id: &redis::streams::StreamId) -> Option<(String, u64)> {
         id.get::<String>("replica")?,
         id.get::<String>("epoch")?.parse().ok()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stream entry the write script appends for `c` at `epoch`.
+    fn written(c: &Change, epoch: u64) -> redis::streams::StreamId {
+        let field = match c.op {
+            Op::Suspend(_) | Op::Resume => "suspension",
+            _ => "value",
+        };
+        let text = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
+        let map = [
+            ("epoch", epoch.to_string()),
+            ("target", c.target.clone()),
+            ("op", c.op.name().to_string()),
+            (field, c.op.value().unwrap_or_default()),
+            ("actor", c.actor.clone()),
+            ("origin", c.origin.clone()),
+            ("time_ms", c.time_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), text(&v)))
+        .collect();
+        redis::streams::StreamId {
+            id: "1-0".into(),
+            map,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_kind_of_change_reads_back_as_written() {
+        let quarantine = crate::abuse::live::Quarantine {
+            key: "k1".into(),
+            action: crate::abuse::live::Action::Throttle,
+            rpm: Some(6),
+            since: 1_700_000_000,
+            flagged_key: "k0".into(),
+            kind: "campaign".into(),
+            score: 0.75,
+            cluster: Some("c1".into()),
+            reasons: vec!["same prompts".into()],
+        };
+        let ops = [
+            Op::Suspend(crate::health::Suspension {
+                reason: "r".into(),
+                actor: "a".into(),
+                since: 1,
+                until: Some(2),
+            }),
+            Op::Resume,
+            Op::Fault(FaultState {
+                fault: crate::provider::fault::Fault::Status {
+                    status: 503,
+                    rate: 1.0,
+                    retry_after_secs: None,
+                },
+                until: 1_700_000_060,
+            }),
+            Op::ClearFault,
+            Op::Quarantine(quarantine),
+            Op::Unquarantine,
+        ];
+        for (n, op) in ops.into_iter().enumerate() {
+            let c = Change {
+                target: "claude".into(),
+                op,
+                actor: "test".into(),
+                origin: "r0".into(),
+                time_ms: 42,
+            };
+            let e = entry(&written(&c, n as u64 + 1)).expect("reads back");
+            assert_eq!((e.epoch, e.change), (n as u64 + 1, c));
+        }
+    }
 }

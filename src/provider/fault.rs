@@ -103,6 +103,21 @@ impl Faults {
         previous
     }
 
+    /// Every fault in force (not expired), by target: what a fleet replica
+    /// re-seeds an empty Redis with.
+    pub fn all(&self) -> Vec<(String, Arc<ActiveFault>)> {
+        let now = crate::clock::unix_now();
+        let mut all: Vec<_> = self
+            .by_target
+            .load()
+            .iter()
+            .filter(|(_, f)| !f.expired(now))
+            .map(|(t, f)| (t.clone(), f.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Removes the faults whose time ran out; returns their targets so the
     /// caller can record each.
     pub fn expire(&self, now_unix: u64) -> Vec<String> {

@@ -12,9 +12,11 @@
 //! `enforce` mode the key is also quarantined (throttled or suspended)
 //! until ops lift it.
 //!
-//! Quarantines are local to this gateway. Every change goes through
-//! [`Guard::quarantine`] and [`Guard::unquarantine`], the one seam where a
-//! fleet-wide publication can be added later.
+//! Every change goes through [`Guard::quarantine`] and
+//! [`Guard::unquarantine`]. In fleet mode the gateway publishes them: the
+//! detector's quarantines through `Live::publish_quarantines` (a bounded
+//! queue a fleet task drains), ops unquarantines from the admin handler;
+//! other replicas' changes come back through these same two calls.
 
 mod policy;
 mod quarantine;
@@ -280,8 +282,8 @@ impl Guard {
     }
 
     /// Puts `quarantines` in force (replacing any for the same keys) and
-    /// writes the file. The one place a quarantine starts: a fleet-wide
-    /// publication belongs here.
+    /// writes the file. The one place a quarantine starts (the detector's,
+    /// or another replica's in fleet mode); publishing is the caller's.
     pub fn quarantine(&self, quarantines: &[Quarantine]) -> Option<String> {
         if quarantines.is_empty() {
             return None;
