@@ -5,33 +5,16 @@
 mod common;
 
 use common::redis_server::Redis;
-use common::ADMIN_TOKEN;
 use serde_json::{json, Value};
-use switchyard::app::{self, Gateway, Options};
+use switchyard::app::Gateway;
 use switchyard::sim::{digest, Simulator};
 
-async fn replica(
-    dir: &std::path::Path,
-    sim: std::net::SocketAddr,
-    redis: &Redis,
-    id: &str,
-) -> Gateway {
-    let table = switchyard::demo::DEMO_ROUTES.replace("{sim}", &sim.to_string());
-    let text = format!(
-        "{table}\n[fleet]\nredis_url = \"{}\"\nreplica = \"{id}\"\nheartbeat_ttl = \"2s\"\n",
-        redis.url()
-    );
-    let path = dir.join(format!("routes-{id}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let config = switchyard::config::load_file(&path).expect("valid table");
-    let opts = Options {
-        path: Some(path),
-        env: switchyard::demo::env(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        admin_token: ADMIN_TOKEN.into(),
-    };
-    app::start(config, opts).await.expect("replica starts")
+/// Replica `id` of a fleet on `redis`: the demo table on `sim`.
+async fn replica(sim: std::net::SocketAddr, redis: &Redis, id: &str) -> Gateway {
+    let mut config = switchyard::demo::config(sim).expect("demo table");
+    config.fleet.redis_url = Some(redis.url());
+    config.fleet.replica = Some(id.to_string());
+    common::gateway(config).await
 }
 
 async fn create(http: &reqwest::Client, gw: &Gateway, body: Value) -> (u16, Value) {
@@ -74,9 +57,8 @@ async fn a_conversation_continues_fetches_and_deletes_across_replicas() {
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .expect("simulator");
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(dir.path(), sim_addr, &redis, "a").await;
-    let b = replica(dir.path(), sim_addr, &redis, "b").await;
+    let a = replica(sim_addr, &redis, "a").await;
+    let b = replica(sim_addr, &redis, "b").await;
     let http = reqwest::Client::new();
 
     let (status, first) = create(&http, &a, json!({"model": "gpt", "input": "turn one"})).await;
@@ -134,8 +116,7 @@ async fn with_redis_gone_a_replica_continues_its_own_conversations() {
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .expect("simulator");
-    let dir = tempfile::tempdir().unwrap();
-    let a = replica(dir.path(), sim_addr, &redis, "a").await;
+    let a = replica(sim_addr, &redis, "a").await;
     let http = reqwest::Client::new();
     redis.kill();
 

@@ -143,22 +143,7 @@ pub(super) fn validate(a: &AbuseConfig) -> Vec<(String, String)> {
 mod tests {
     use super::super::load_str;
 
-    const BASE: &str = r#"
-[auth]
-mode = "any_key"
-
-[providers.oa]
-kind = "openai"
-base_url = "https://api.openai.com/v1"
-api_key_env = "OPENAI_API_KEY"
-
-[targets.gpt]
-provider = "oa"
-model = "gpt-5"
-
-[routes.r]
-targets = ["gpt"]
-"#;
+    use super::super::tests::GOOD as BASE;
 
     #[test]
     fn defaults_observe_and_keys_parse() {

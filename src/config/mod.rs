@@ -576,7 +576,8 @@ fn layer_env(text: &str, env: Vec<(String, String)>) -> Result<Config, String> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A minimal valid table; other config tests (`abuse`) build on it.
+    pub(super) const GOOD: &str = r#"
 [auth]
 mode = "any_key"
 

@@ -52,6 +52,18 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
     let sim_addr = sim.spawn(loopback()).await.expect("simulator starts");
     let mut config = switchyard::demo::config(sim_addr).expect("demo table is valid");
     tweak(&mut config);
+    let gw = gateway(config).await;
+    Env {
+        sim,
+        sim_addr,
+        gw,
+        http: client(),
+    }
+}
+
+/// A gateway on `config` (no routes file), on free loopback ports, with the
+/// simulator's vendor keys and the test admin token.
+pub async fn gateway(config: Config) -> Gateway {
     let opts = Options {
         path: None,
         env: switchyard::demo::env(),
@@ -59,13 +71,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
         admin_listen: loopback(),
         admin_token: ADMIN_TOKEN.into(),
     };
-    let gw = app::start(config, opts).await.expect("gateway starts");
-    Env {
-        sim,
-        sim_addr,
-        gw,
-        http: client(),
-    }
+    app::start(config, opts).await.expect("gateway starts")
 }
 
 /// Starts the simulator and a gateway that reads the demo table from
