@@ -556,7 +556,10 @@ impl Live {
             return Err(OpsError::UnknownTarget(target.to_string()));
         }
         let ttl = check_ttl(ttl)?;
-        let until = unix_now().saturating_add(ttl.as_secs().max(1));
+        // Expiry is kept in whole seconds: round up, so a fault lasts at
+        // least what was asked (a "1s" fault set at .99 would otherwise
+        // be gone 10 ms later).
+        let until = unix_now().saturating_add(ttl.as_secs().max(1) + 1);
         self.set_fault_until(target, fault, until, actor)?;
         Ok(until)
     }
